@@ -1,0 +1,70 @@
+"""Lamina: crash-safe, plugin-based columnar storage for observability data.
+
+Everything an application or an engine author needs is exported here (tests: `lamina.testing`);
+every other module is private and may change.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from loguru import logger as _logger
+
+try:
+    __version__ = version("lamina")
+except PackageNotFoundError:  # running from a source tree
+    __version__ = "0.0.0+source"
+
+# A library never configures logging; it stays silent until the application enables it.
+_logger.disable("lamina")
+
+from lamina.engine import API_VERSION, Capabilities, Engine, MergePolicyParams  # noqa: E402
+from lamina.errors import (  # noqa: E402
+    CorruptionReason,
+    CorruptManifestError,
+    CorruptPartError,
+    DuplicateEngineError,
+    InvalidInputError,
+    LaminaError,
+    MissingPartError,
+    PluginError,
+    PoisonedTableError,
+    ShortReadError,
+    UnknownEngineError,
+)
+from lamina.format.rows import Rows  # noqa: E402
+from lamina.hookspecs import hookimpl  # noqa: E402
+from lamina.log import configure_logging  # noqa: E402
+from lamina.query import QueryContext  # noqa: E402
+from lamina.schema import BlockSchema, Column, ColumnKind, FileLayout  # noqa: E402
+from lamina.store import EngineHandle, Store, open  # noqa: E402
+
+__all__ = [
+    "API_VERSION",
+    "BlockSchema",
+    "Capabilities",
+    "Column",
+    "ColumnKind",
+    "CorruptManifestError",
+    "CorruptPartError",
+    "CorruptionReason",
+    "DuplicateEngineError",
+    "Engine",
+    "EngineHandle",
+    "FileLayout",
+    "InvalidInputError",
+    "LaminaError",
+    "MergePolicyParams",
+    "MissingPartError",
+    "PluginError",
+    "PoisonedTableError",
+    "QueryContext",
+    "Rows",
+    "ShortReadError",
+    "Store",
+    "UnknownEngineError",
+    "__version__",
+    "configure_logging",
+    "hookimpl",
+    "open",
+]

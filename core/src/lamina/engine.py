@@ -1,0 +1,73 @@
+"""The engine contract: what a plugin hands the core through `lamina_register_engines`.
+
+An engine is data, not behaviour over files: a schema, a layout, how to turn user batches into
+columns, the equal-key rule for merges, merge-policy parameters, and query functions that run over
+core-provided part readers. The core calls these directly; nothing here touches storage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from lamina.format.rows import Rows
+from lamina.schema import BlockSchema, FileLayout
+
+#: The engine API this core implements. An engine targeting another major version is refused at
+#: load time with both versions named.
+API_VERSION = 1
+
+DAY_NS = 86_400 * 10**9
+
+
+@attrs.frozen
+class MergePolicyParams:
+    """VictoriaMetrics-style size-tiered search parameters (see merge/policy.py)."""
+
+    max_parts: int = attrs.field(default=15, validator=attrs.validators.ge(2))
+    min_multiplier: float = attrs.field(default=1.7, validator=attrs.validators.gt(1.0))
+    max_output_bytes: int = 16 * 1024**3
+
+
+@attrs.frozen
+class Capabilities:
+    """What an engine supports; the contract suite skips tests for what it does not."""
+
+    merge: bool = True
+    time_range_query: bool = True
+    key_lookup: bool = True
+    tags: bool = True
+
+
+def _identity(rows: Rows) -> Rows:
+    return rows
+
+
+@attrs.frozen(kw_only=True)
+class Engine:
+    name: str
+    api_version: int
+    schema: BlockSchema
+    layout: FileLayout
+    #: Adapt a user batch (column -> sequence) to the schema: engine-specific checks and
+    #: conversions, raising `InvalidInputError` naming the field. The core then validates kinds,
+    #: lengths and timestamps strictly (lamina.batch).
+    normalize: Callable[[Any], Any]
+    #: `query(ctx, **kwargs)`: the engine's query entry point over a `QueryContext`.
+    query: Callable[..., Any]
+    #: Equal-key rule: given all rows of one block key (sorted, older parts first), return the
+    #: rows to keep. Default: keep all (concatenate).
+    equal_key_rule: Callable[[Rows], Rows] = _identity
+    merge_policy: MergePolicyParams = MergePolicyParams()
+    segment_interval_ns: int = DAY_NS
+    #: Segments entirely older than now - retention are dropped whole (None = keep forever).
+    retention_ns: int | None = None
+    #: Flush a table's buffer once it holds this many rows (also on `flush_interval_s`).
+    flush_rows: int = 100_000
+    capabilities: Capabilities = Capabilities()
+    description: str = ""
+
+    def __attrs_post_init__(self) -> None:
+        self.schema.check_layout(self.layout)

@@ -1,0 +1,92 @@
+"""`metadata.json`: a part's commit record, written last and atomically.
+
+It lists the exact size of every file in the part, so opening a part compares sizes (one stat per
+file) and catches a truncated file before any read; it carries whole-file checksums of the small
+files (index and sidecars) and lineage, so a manifest can be rebuilt from parts alone.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+FORMAT_VERSION = 1
+SUPPORTED_VERSIONS = (1,)
+
+
+def _non_negative(_i: object, a: attrs.Attribute, v: int) -> None:  # type: ignore[type-arg]
+    if v < 0:
+        raise ValueError(f"{a.name} must be >= 0 (got {v})")
+
+
+@attrs.frozen
+class PartMeta:
+    format_version: int
+    part_id: int = attrs.field(validator=_non_negative)
+    engine: str
+    dataset: str
+    rows: int = attrs.field(validator=_non_negative)
+    blocks: int = attrs.field(validator=_non_negative)
+    granules: int = attrs.field(validator=_non_negative)
+    min_ts: int = attrs.field()
+    max_ts: int = attrs.field()
+    #: Hex of the smallest and largest block key.
+    min_key: str
+    max_key: str
+    uncompressed_bytes: int = attrs.field(validator=_non_negative)
+    #: Every file of the part (metadata.json aside) -> exact size in bytes.
+    files: dict[str, int]
+    #: CRC32C of whole small files (meta.bin, sidecars, tag dictionaries). Data files are
+    #: checksummed per block in the index instead, so a read never needs the whole file.
+    checksums: dict[str, int]
+    #: Data file -> the columns encoded in it, in order (the part's own layout, independent of
+    #: what the engine declares today).
+    layout: dict[str, list[str]]
+    #: Files stored as one frame per block, in the order of the block index entries.
+    block_streams: list[str]
+    #: Streams stored as one frame per granule (granule-mode data files, then tag files).
+    granule_streams: list[str]
+    #: Tag name -> value type (str, int, float, bytes, or mixed) for the TAGS column.
+    tags: dict[str, str]
+    #: Source part IDs of a merge output (empty for a flush).
+    lineage: list[int]
+    level: int = attrs.field(validator=_non_negative)
+    #: CRC32C id of the zstd dictionary in `zstd.dict` (0 = none).
+    dictionary_id: int
+    created_ns: int
+
+    def __attrs_post_init__(self) -> None:
+        if self.rows and self.min_ts > self.max_ts:
+            raise ValueError(f"min_ts {self.min_ts} > max_ts {self.max_ts}")
+
+    def data_size(self) -> int:
+        return sum(self.files.values())
+
+
+@attrs.frozen
+class Manifest:
+    """`<epoch:016x>.snp`: the live part IDs of a table at one epoch. Its rename is the commit."""
+
+    format_version: int
+    epoch: int = attrs.field(validator=_non_negative)
+    parts: list[int]
+    created_ns: int
+
+
+@attrs.frozen
+class QuarantineReason:
+    """`corrupt/<part>/reason.json`: why a part was set aside, for the operator."""
+
+    format_version: int
+    engine: str
+    dataset: str
+    table: str
+    part: str
+    stage: str
+    reason: str
+    file: str
+    offset: int
+    detail: str
+    expected: str
+    actual: str
+    time: str
+    lamina_version: str

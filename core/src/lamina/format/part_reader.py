@@ -1,0 +1,498 @@
+"""Reads one part, trusting nothing.
+
+Opening validates the commit record and compares every file's size with it (one stat each), then
+verifies the small files' checksums; every frame read later is checksummed before it is decoded.
+Any failure becomes a `CorruptPartError` naming part, file, offset and reason, raised where it was
+found; what to do about it (quarantine) is decided in one place elsewhere.
+"""
+
+from __future__ import annotations
+
+import bisect
+import posixpath
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+import numpy as np
+
+from lamina import names
+from lamina.errors import CorruptionReason as R
+from lamina.errors import CorruptPartError, ShortReadError
+from lamina.format import compression
+from lamina.format.block_index import ENTRY, Granule, MetaIndex, decode_granule, decode_meta
+from lamina.format.bloom import BloomFilter
+from lamina.format.checksum import crc32c
+from lamina.format.columns import decode_column, split_frame
+from lamina.format.compression import ZstdDict
+from lamina.format.encoding import DecodeError
+from lamina.format.part_meta import SUPPORTED_VERSIONS, PartMeta
+from lamina.format.part_writer import unpack_small_file
+from lamina.format.records import RecordError, load_record
+from lamina.format.rows import Rows
+from lamina.format.tags import MODE_DICT, TagDict, decode_chunk, decode_tag_meta
+from lamina.io.fs import FileSystem, ReadableFile
+from lamina.io.reader import read_exact
+from lamina.schema import ColumnKind
+
+_CHUNK_CACHE = 64
+
+
+class Source(Protocol):
+    def read(self, name: str, offset: int, size: int) -> bytes: ...
+    def read_all(self, name: str) -> bytes: ...
+    def listing(self) -> dict[str, int]:
+        """File name -> size for every file present."""
+    def close(self) -> None: ...
+
+
+class MemSource:
+    def __init__(self, files: dict[str, bytes | bytearray]) -> None:
+        self.files = files
+
+    def read(self, name: str, offset: int, size: int) -> bytes:
+        buf = self.files[name]
+        data = bytes(buf[offset : offset + size])
+        if len(data) != size:
+            raise ShortReadError(name, offset, size, len(data))
+        return data
+
+    def read_all(self, name: str) -> bytes:
+        return bytes(self.files[name])
+
+    def listing(self) -> dict[str, int]:
+        return {k: len(v) for k, v in self.files.items()}
+
+    def close(self) -> None:
+        pass
+
+
+class DirSource:
+    """A part directory; file handles opened lazily and kept for the part's lifetime."""
+
+    def __init__(self, fs: FileSystem, path: str) -> None:
+        self.fs, self.path = fs, path
+        self._handles: dict[str, ReadableFile] = {}
+        self._lock = threading.Lock()
+
+    def _handle(self, name: str) -> ReadableFile:
+        h = self._handles.get(name)
+        if h is None:
+            with self._lock:
+                h = self._handles.get(name)
+                if h is None:
+                    h = self._handles[name] = self.fs.open_read(posixpath.join(self.path, name))
+        return h
+
+    def read(self, name: str, offset: int, size: int) -> bytes:
+        return read_exact(self._handle(name), offset, size)
+
+    def read_all(self, name: str) -> bytes:
+        return self.fs.read_file(posixpath.join(self.path, name))
+
+    def listing(self) -> dict[str, int]:
+        return {n: self.fs.file_size(posixpath.join(self.path, n)) for n in self.fs.listdir(self.path)}
+
+    def close(self) -> None:
+        with self._lock:
+            for h in self._handles.values():
+                h.close()
+            self._handles.clear()
+
+
+def parse_metadata(data: bytes, part: str) -> PartMeta:
+    try:
+        return load_record(data, PartMeta, SUPPORTED_VERSIONS)
+    except RecordError as e:
+        reason = R.FORMAT_VERSION if e.version else R.METADATA
+        raise CorruptPartError(part, names.METADATA, -1, reason, str(e)) from None
+
+
+class PartReader:
+    """An open, validated part. Thread-safe for reads."""
+
+    def __init__(self, name: str, meta: PartMeta, source: Source, *, engine: str = "") -> None:
+        self.name, self.meta, self.source, self.engine = name, meta, source, engine
+        self._lock = threading.Lock()
+        self._chunks: OrderedDict[tuple[int, int], Any] = OrderedDict()
+        self._blocks: _BlockTable | None = None
+        self._tagdicts: dict[str, tuple[int, TagDict | None]] = {}
+        self._lookups: dict[str, np.ndarray] = {}
+        self._bloom: BloomFilter | None = None
+        self.dictionary: ZstdDict | None = None
+        self.index: MetaIndex
+        self._kinds: dict[str, ColumnKind] = {}
+
+    # -- opening -----------------------------------------------------------------------------
+    @classmethod
+    def open(
+        cls,
+        source: Source,
+        name: str,
+        *,
+        meta: PartMeta | None = None,
+        kinds: dict[str, ColumnKind],
+        key_filter: str | None = None,
+        engine: str = "",
+    ) -> PartReader:
+        """Validate and open. `kinds` maps column name -> kind (from the engine schema)."""
+        try:
+            return cls._open(source, name, meta, kinds, key_filter, engine)
+        except CorruptPartError as e:
+            source.close()
+            raise e.with_engine(engine) from None
+        except BaseException:
+            source.close()
+            raise
+
+    @classmethod
+    def _open(
+        cls,
+        source: Source,
+        name: str,
+        meta: PartMeta | None,
+        kinds: dict[str, ColumnKind],
+        key_filter: str | None,
+        engine: str,
+    ) -> PartReader:
+        if meta is None:
+            listing = source.listing()
+            if names.METADATA not in listing:
+                raise CorruptPartError(name, names.METADATA, -1, R.MISSING_FILE, "no commit record")
+            meta = parse_metadata(source.read_all(names.METADATA), name)
+            if names.parse_part_name(name) is not None and meta.part_id != int(name, 16):
+                raise CorruptPartError(
+                    name, names.METADATA, -1, R.METADATA, "part_id does not match directory",
+                    expected=int(name, 16), actual=meta.part_id,
+                )
+            check_listing(name, meta, listing)
+        self = cls(name, meta, source, engine=engine)
+        for col_list in meta.layout.values():
+            for c in col_list:
+                if c not in kinds:
+                    raise CorruptPartError(name, names.METADATA, -1, R.METADATA, f"unknown column {c!r}")
+        self._kinds = kinds
+        raw_meta = self._small(names.META_INDEX)
+        self.index = self._decode(
+            names.META_INDEX, -1,
+            lambda: decode_meta(raw_meta, len(meta.block_streams), len(meta.granule_streams)),
+        )
+        if int(self.index.granules["blocks"].sum()) != meta.blocks or int(
+            self.index.granules["rows"].sum()
+        ) != meta.rows:
+            raise CorruptPartError(name, names.META_INDEX, -1, R.METADATA, "block/row counts disagree")
+        for t in meta.tags:
+            fname = names.tag_meta_file(t)
+            raw = self._small(fname)
+            self._tagdicts[t] = self._decode(fname, -1, lambda raw=raw: decode_tag_meta(raw))
+        if key_filter and key_filter in meta.files:
+            raw = self._small(key_filter)
+            self._bloom = self._decode(key_filter, -1, lambda: BloomFilter.from_bytes(raw))
+        if meta.dictionary_id:
+            self.dictionary = ZstdDict(self._small(names.DICTIONARY))
+            if self.dictionary.dict_id != meta.dictionary_id:
+                raise CorruptPartError(name, names.DICTIONARY, -1, R.CHECKSUM, "dictionary id mismatch")
+        return self
+
+    def _small(self, fname: str) -> bytes:
+        data = self._read(fname, 0, self.meta.files.get(fname, 0)) if fname in self.meta.files else None
+        if data is None:
+            raise CorruptPartError(self.name, fname, -1, R.MISSING_FILE, "not listed in metadata.json")
+        want = self.meta.checksums.get(fname)
+        if want is None or crc32c(data) != want:
+            raise CorruptPartError(
+                self.name, fname, -1, R.CHECKSUM, "whole-file checksum mismatch",
+                expected=want, actual=crc32c(data),
+            )
+        return self._decode(fname, -1, lambda: unpack_small_file(data))
+
+    # -- low-level reads ---------------------------------------------------------------------
+    def _read(self, fname: str, offset: int, size: int) -> bytes:
+        try:
+            return self.source.read(fname, offset, size)
+        except ShortReadError as e:
+            raise CorruptPartError(
+                self.name, fname, offset, R.SHORT_READ, str(e), expected=e.wanted, actual=e.got,
+                engine=self.engine,
+            ) from None
+        except FileNotFoundError:
+            raise CorruptPartError(self.name, fname, -1, R.MISSING_FILE, "file vanished", engine=self.engine) from None
+
+    def _decode(self, fname: str, offset: int, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except (DecodeError, ValueError, TypeError, KeyError, IndexError, OverflowError) as e:
+            raise CorruptPartError(self.name, fname, offset, R.DECODE, f"{type(e).__name__}: {e}", engine=self.engine) from None
+
+    def read_frame_raw(self, fname: str, entry: np.void) -> bytes:
+        """Stored bytes of one frame, checksum verified (for raw copies and for decoding)."""
+        off, size = int(entry["offset"]), int(entry["size"])
+        if off + size > self.meta.files.get(fname, 0):
+            raise CorruptPartError(
+                self.name, fname, off, R.OFFSET_MISMATCH, f"frame of {size} bytes beyond end of file",
+                expected=self.meta.files.get(fname, 0), actual=off + size, engine=self.engine,
+            )
+        data = self._read(fname, off, size)
+        crc = crc32c(data)
+        if crc != int(entry["crc"]):
+            raise CorruptPartError(
+                self.name, fname, off, R.CHECKSUM, "frame checksum mismatch",
+                expected=f"{int(entry['crc']):#010x}", actual=f"{crc:#010x}", engine=self.engine,
+            )
+        return data
+
+    def read_frame(self, fname: str, entry: np.void) -> bytes:
+        data = self.read_frame_raw(fname, entry)
+        zd = self.dictionary if int(entry["codec"]) == compression.CODEC_ZSTD_DICT else None
+        return self._decode(
+            fname, int(entry["offset"]),
+            lambda: compression.unpack(int(entry["codec"]), data, int(entry["raw"]), zd),
+        )
+
+    # -- block table -------------------------------------------------------------------------
+    @property
+    def blocks(self) -> _BlockTable:
+        """Every block record of the part, decoded once and kept (vectorised pruning)."""
+        if self._blocks is None:
+            with self._lock:
+                if self._blocks is None:
+                    self._blocks = self._load_blocks()
+        return self._blocks
+
+    def _load_blocks(self) -> _BlockTable:
+        grans: list[Granule] = []
+        for g in range(len(self.index.granules)):
+            rec = self.index.granules[g]
+            raw = self.read_frame(names.PRIMARY, rec["primary"])
+            gran = self._decode(
+                names.PRIMARY, int(rec["primary"]["offset"]),
+                lambda raw=raw, rec=rec: decode_granule(raw, self.index.n_block_streams, int(rec["blocks"])),
+            )
+            if int(gran.blocks["rows"].sum()) != int(rec["rows"]):
+                raise CorruptPartError(self.name, names.PRIMARY, int(rec["primary"]["offset"]), R.METADATA,
+                                       "granule row count disagrees with meta.bin", engine=self.engine)
+            grans.append(gran)
+        return _BlockTable(self, grans)
+
+    def may_contain(self, key: bytes) -> bool:
+        if self.meta.min_key and not (bytes.fromhex(self.meta.min_key) <= key <= bytes.fromhex(self.meta.max_key)):
+            return False
+        return self._bloom is None or self._bloom.may_contain(key)
+
+    # -- granule chunks ----------------------------------------------------------------------
+    def _chunk(self, granule: int, stream: int) -> Any:
+        """Decoded granule-mode stream chunk: a dict of columns (data files) or tag codes/values."""
+        key = (granule, stream)
+        with self._lock:
+            hit = self._chunks.get(key)
+            if hit is not None:
+                self._chunks.move_to_end(key)
+                return hit
+        fname = self.meta.granule_streams[stream]
+        entry = self.index.entries[granule, stream]
+        count = int(self.index.granules[granule]["rows"])
+        raw = self.read_frame(fname, entry)
+        off = int(entry["offset"])
+        ndata = len(self.meta.granule_streams) - len(self.meta.tags)
+        if stream < ndata:
+            cols = self.meta.layout[fname]
+            def dec() -> dict[str, np.ndarray]:
+                parts = split_frame(raw, len(cols))
+                return {c: decode_column(self._kinds[c], p, count) for c, p in zip(cols, parts, strict=True)}
+        else:
+            tag = self.tag_names[stream - ndata]
+            mode, tdict = self._tagdicts[tag]
+            def dec() -> np.ndarray:  # type: ignore[misc]
+                return decode_chunk(mode, raw, count, len(tdict) if tdict is not None else 0)
+        value = self._decode(fname, off, dec)
+        with self._lock:
+            self._chunks[key] = value
+            if len(self._chunks) > _CHUNK_CACHE:
+                self._chunks.popitem(last=False)
+        return value
+
+    @property
+    def tag_names(self) -> list[str]:
+        return sorted(self.meta.tags)
+
+    def tag_mode(self, tag: str) -> tuple[int, TagDict | None]:
+        return self._tagdicts[tag]
+
+    def tag_lookup(self, tag: str) -> np.ndarray:
+        lk = self._lookups.get(tag)
+        if lk is None:
+            _, tdict = self._tagdicts[tag]
+            assert tdict is not None
+            lk = self._lookups[tag] = tdict.lookup()
+        return lk
+
+    # -- reading blocks ----------------------------------------------------------------------
+    def read_block(
+        self,
+        i: int,
+        columns: list[str] | None = None,
+        tags: list[str] | None = None,
+        *,
+        tag_codes: bool = False,
+    ) -> Rows:
+        """Decode block `i`. `columns=None` = all; `tags=None` = all tags of this part.
+
+        With `tag_codes`, DICT tags come back as codes into this part's dictionary (for merges).
+        """
+        bt = self.blocks
+        g, lo, hi = bt.granule_of[i], bt.row_lo[i], bt.row_hi[i]
+        want = None if columns is None else set(columns)
+        out: Rows = {}
+        for j, fname in enumerate(self.meta.block_streams):
+            cols = self.meta.layout[fname]
+            if want is not None and not want.intersection(cols):
+                continue
+            entry = bt.entries[i, j]
+            raw = self.read_frame(fname, entry)
+            n = int(bt.rows[i])
+            def dec(raw: bytes = raw, cols: list[str] = cols, n: int = n) -> dict[str, np.ndarray]:
+                parts = split_frame(raw, len(cols))
+                return {c: decode_column(self._kinds[c], p, n) for c, p in zip(cols, parts, strict=True)
+                        if want is None or c in want}
+            out.update(self._decode(fname, int(entry["offset"]), dec))
+        for s, fname in enumerate(self.meta.granule_streams[: len(self.meta.granule_streams) - len(self.meta.tags)]):
+            cols = self.meta.layout[fname]
+            if want is not None and not want.intersection(cols):
+                continue
+            chunk = self._chunk(g, s)
+            out.update({c: chunk[c][lo:hi] for c in cols if want is None or c in want})
+        tags_col = next((c for c, k in self._kinds.items() if k is ColumnKind.TAGS), None)
+        if tags_col is not None and (want is None or tags_col in want or tags):
+            out[tags_col] = self.read_tags(i, tags, codes=tag_codes)
+        return out
+
+    def read_tags(self, i: int, tags: list[str] | None = None, *, codes: bool = False) -> dict[str, np.ndarray]:
+        bt = self.blocks
+        g, lo, hi = bt.granule_of[i], bt.row_lo[i], bt.row_hi[i]
+        ndata = len(self.meta.granule_streams) - len(self.meta.tags)
+        names_ = self.tag_names
+        out = {}
+        for k, t in enumerate(names_):
+            if tags is not None and t not in tags:
+                continue
+            chunk = self._chunk(g, ndata + k)[lo:hi]
+            mode, _ = self._tagdicts[t]
+            if mode == MODE_DICT and not codes:
+                chunk = self.tag_lookup(t)[chunk]
+            out[t] = chunk
+        return out
+
+    # -- granule-level access (vectorised scans) ----------------------------------------------
+    @property
+    def n_granules(self) -> int:
+        return len(self.index.granules)
+
+    def granule_blocks(self, g: int) -> range:
+        """Block indices stored in granule `g`."""
+        start = int(self.index.granules["blocks"][:g].sum())
+        return range(start, start + int(self.index.granules[g]["blocks"]))
+
+    def granule_column(self, g: int, column: str) -> np.ndarray:
+        """All values of a granule-mode column for the rows of granule `g`."""
+        for s, fname in enumerate(self.meta.granule_streams[: len(self.meta.granule_streams) - len(self.meta.tags)]):
+            if column in self.meta.layout[fname]:
+                return self._chunk(g, s)[column]
+        raise KeyError(f"{column} is not stored per granule in part {self.name}")
+
+    def granule_tag(self, g: int, tag: str, *, codes: bool = False) -> np.ndarray | None:
+        """Values (or codes, for DICT tags) of `tag` for the rows of granule `g`; None if the part
+        has no such tag."""
+        if tag not in self.meta.tags:
+            return None
+        ndata = len(self.meta.granule_streams) - len(self.meta.tags)
+        chunk = self._chunk(g, ndata + self.tag_names.index(tag))
+        mode, _ = self._tagdicts[tag]
+        return self.tag_lookup(tag)[chunk] if mode == MODE_DICT and not codes else chunk
+
+    def tag_codes_matching(self, tag: str, predicate: Callable[[Any], bool]) -> np.ndarray | None:
+        """For a DICT tag: the codes whose value satisfies `predicate` (evaluated once per distinct
+        value, not per row). None for a PLAIN tag (evaluate per row instead)."""
+        mode, tdict = self._tagdicts[tag]
+        if mode != MODE_DICT or tdict is None:
+            return None
+        return np.array([i + 1 for i, v in enumerate(tdict.values) if predicate(v)], dtype=np.int64)
+
+    def iter_raw_frames(self, i: int) -> list[tuple[int, bytes, int, int]]:
+        """Per-block frames of block `i` as stored (codec, payload, raw, crc), checksums verified."""
+        bt = self.blocks
+        out = []
+        for j, fname in enumerate(self.meta.block_streams):
+            e = bt.entries[i, j]
+            out.append((int(e["codec"]), self.read_frame_raw(fname, e), int(e["raw"]), int(e["crc"])))
+        return out
+
+    def verify_all(self) -> int:
+        """Deep check: read, checksum and decode every frame of the part. Returns frames checked."""
+        n = 0
+        bt = self.blocks
+        for i in range(len(bt.keys)):
+            self.read_block(i)
+            n += len(self.meta.block_streams)
+        for g in range(len(self.index.granules)):
+            for s in range(len(self.meta.granule_streams)):
+                self._chunk(g, s)
+                n += 1
+        return n + len(self.index.granules)
+
+    def close(self) -> None:
+        self.source.close()
+
+
+class _BlockTable:
+    """All block records of a part as flat arrays: keys, rows, time bounds, frame entries."""
+
+    def __init__(self, part: PartReader, grans: list[Granule]) -> None:
+        self.keys: list[bytes] = [k for g in grans for k in g.keys]
+        if any(self.keys[i] < self.keys[i - 1] for i in range(1, len(self.keys))):
+            raise CorruptPartError(part.name, names.PRIMARY, -1, R.DECODE, "block keys out of order across granules")
+        if grans:
+            recs = np.concatenate([g.blocks for g in grans])
+            self.entries = np.concatenate([g.entries for g in grans])
+        else:
+            recs = np.zeros(0, dtype=[("rows", "<u4"), ("min_ts", "<i8"), ("max_ts", "<i8")])
+            self.entries = np.zeros((0, len(part.meta.block_streams)), dtype=ENTRY)
+        self.rows = recs["rows"].astype(np.int64)
+        self.min_ts = recs["min_ts"]
+        self.max_ts = recs["max_ts"]
+        self.granule_of = np.concatenate([np.full(len(g.keys), gi) for gi, g in enumerate(grans)]) if grans else np.zeros(0, np.int64)
+        lo = np.zeros(len(self.keys), dtype=np.int64)
+        start = 0
+        for g in grans:
+            n = len(g.keys)
+            r = g.blocks["rows"].astype(np.int64)
+            lo[start : start + n] = np.concatenate(([0], np.cumsum(r)[:-1]))
+            start += n
+        self.row_lo = lo
+        self.row_hi = lo + self.rows
+
+    def find(self, key: bytes) -> range:
+        a = bisect.bisect_left(self.keys, key)
+        b = bisect.bisect_right(self.keys, key, lo=a)
+        return range(a, b)
+
+
+def check_listing(name: str, meta: PartMeta, listing: dict[str, int]) -> None:
+    """Sizes on disk must equal the commit record exactly; no file missing, none extra."""
+    for fname, size in sorted(meta.files.items()):
+        if fname not in listing:
+            raise CorruptPartError(name, fname, -1, R.MISSING_FILE, "listed in metadata.json but absent")
+        if listing[fname] != size:
+            raise CorruptPartError(
+                name, fname, -1, R.SIZE_MISMATCH, "file size differs from metadata.json",
+                expected=size, actual=listing[fname],
+            )
+    for fname in sorted(listing):
+        if fname != names.METADATA and fname not in meta.files:
+            raise CorruptPartError(name, fname, -1, R.UNKNOWN_FILE, "file not listed in metadata.json")
+
+
+@contextmanager
+def _noop() -> Iterator[None]:
+    yield

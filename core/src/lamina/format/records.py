@@ -1,0 +1,92 @@
+"""JSON records with a version first and a checksum of their own body.
+
+Used for `metadata.json` (a part's commit record), `<epoch>.snp` manifests, `reason.json` and the
+store descriptor. One strict cattrs converter: no silent int("7"), no extra keys, no missing keys.
+Every malformed record becomes one `RecordError` carrying readable reasons; callers attach the part
+and file and turn it into `CorruptPartError` / `CorruptManifestError`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+import cattrs
+from cattrs.preconf.json import make_converter
+
+from lamina.format.checksum import crc32c
+
+T = TypeVar("T")
+
+CHECKSUM_KEY = "body_crc32c"
+
+
+class RecordError(ValueError):
+    def __init__(self, reasons: list[str], *, version: bool = False) -> None:
+        self.reasons = reasons
+        #: True when the record is well-formed but of a format version this Lamina cannot read.
+        self.version = version
+        super().__init__("; ".join(reasons))
+
+
+def _strict(tp: type) -> Any:
+    def structure(value: Any, _t: Any) -> Any:
+        # bool is an int subclass; a JSON `true` is never a valid count or offset.
+        if type(value) is not tp and not (tp is float and type(value) is int):
+            raise TypeError(f"expected {tp.__name__}, got {type(value).__name__} {value!r}")
+        return value
+
+    return structure
+
+
+def _make_converter() -> cattrs.Converter:
+    c = make_converter(forbid_extra_keys=True)
+    for tp in (int, str, float, bool):
+        c.register_structure_hook(tp, _strict(tp))
+    return c
+
+
+CONVERTER = _make_converter()
+
+
+def _canonical(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+def dump_record(record: Any) -> bytes:
+    """Serialise an attrs record: fields in declaration order (format_version first) + checksum."""
+    body = CONVERTER.unstructure(record)
+    body[CHECKSUM_KEY] = crc32c(_canonical(body))
+    return json.dumps(body, indent=1).encode() + b"\n"
+
+
+def load_record(data: bytes, cls: type[T], supported_versions: tuple[int, ...]) -> T:
+    """Parse and verify a record; raises RecordError naming everything wrong with it."""
+    try:
+        body = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RecordError([f"not valid JSON: {e}"]) from None
+    if not isinstance(body, dict):
+        raise RecordError(["not a JSON object"])
+    # The version is checked before anything else so a newer format reads as "written by a newer
+    # Lamina", not as a pile of unknown fields.
+    version = body.get("format_version")
+    if type(version) is not int:
+        raise RecordError([f"format_version missing or not an integer: {version!r}"])
+    if version not in supported_versions:
+        raise RecordError(
+            [f"format_version {version} is not supported (this Lamina reads {supported_versions})"],
+            version=True,
+        )
+    stored = body.pop(CHECKSUM_KEY, None)
+    if type(stored) is not int:
+        raise RecordError([f"{CHECKSUM_KEY} missing or not an integer"])
+    actual = crc32c(_canonical(body))
+    if actual != stored:
+        raise RecordError([f"body checksum mismatch: stored {stored:#010x}, computed {actual:#010x}"])
+    try:
+        return CONVERTER.structure(body, cls)
+    except cattrs.BaseValidationError as e:
+        raise RecordError(cattrs.transform_error(e, path=cls.__name__)) from None
+    except (TypeError, ValueError) as e:
+        raise RecordError([str(e.args[0] if e.args else e)]) from None

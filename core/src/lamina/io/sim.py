@@ -1,0 +1,857 @@
+"""SimFS: an in-memory `FileSystem` that can crash, lose unsynced data and inject I/O errors.
+
+Crash-consistency bugs hide in the gap between what a program *sees* (the page cache) and what is
+*durable* (on the platter). A real disk only shows that gap when the power actually fails, so the
+tests need a file system that models both views explicitly and can be "unplugged" at any point.
+
+The model follows Pebble's MemFS and ALICE:
+
+- Everything is an inode. A file inode holds `data` (what readers see now) and `synced` (its content
+  as of its last fsync; b"" until then). A directory inode holds `entries` (name -> inode, now) and
+  `synced_entries` (as of its last `fsync_dir`; empty until then). Only the root is born durable.
+- Names and bytes are durable independently: `fsync(file)` never makes the file's *name* durable,
+  and `fsync_dir(d)` never makes any file's *bytes* durable. That is exactly the rule in
+  io/durable.py, and forgetting either half is the bug class this simulator exists to catch.
+- A rename moves an inode reference between `entries` dicts, atomically in the current view. It is
+  pending, per name, in both directories involved until each is fsynced. This is deliberately more
+  pessimistic than ext4 (whose journal commits a whole rename at once): a cross-directory rename
+  where only the destination directory was fsynced leaves *both* names after a power cut, and one
+  where only the source was fsynced leaves *neither*. Code that fsyncs both directories is correct
+  under either model.
+- Open handles reference inodes, not names, so they keep working after a rename or unlink
+  (like POSIX file descriptors); writes to an unlinked inode simply vanish with it.
+
+Crash points: every mutating operation gets an index (`op_count`, `ops`); `crash_at(n)` makes the
+n-th one raise `SimulatedCrash` *instead of* running. The crashed instance then refuses everything,
+and `crash_state(...)` / `omission_states()` build fresh SimFS instances for "the disk after the
+crash", leaving the crashed instance untouched so several crash models can be taken from it.
+
+The crash models are documented on `SimFS.crash_state`.
+"""
+
+from __future__ import annotations
+
+import errno
+import fnmatch
+import os
+import posixpath
+import random
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from lamina.io.fs import ReadableFile, WritableFile
+
+__all__ = [
+    "CRASH_MODES",
+    "INJECTABLE_OPS",
+    "MUTATING_OPS",
+    "READ_OPS",
+    "Fault",
+    "SimFS",
+    "SimOp",
+    "SimulatedCrash",
+]
+
+#: Operations that change state: each is counted, logged, and is a crash point.
+MUTATING_OPS: frozenset[str] = frozenset(
+    {"create", "write", "fsync", "fsync_dir", "mkdir", "replace", "remove", "rmdir"}
+)
+#: Read operations that can fail by injection but are neither counted nor crash points.
+READ_OPS: frozenset[str] = frozenset({"pread", "open_read", "read_file", "listdir"})
+INJECTABLE_OPS: frozenset[str] = MUTATING_OPS | READ_OPS
+CRASH_MODES: tuple[str, ...] = ("process", "power", "torn", "random")
+
+
+class SimulatedCrash(BaseException):
+    """The simulated machine lost power (or the process was killed) at this point.
+
+    A BaseException, not an Exception: product code legitimately catches `Exception` (or `OSError`)
+    to clean up and carry on, and a power cut must not be "handled" that way. It has to unwind all
+    the way to the test, like KeyboardInterrupt does.
+    """
+
+
+class SimOp(NamedTuple):
+    """One logged mutating operation. `detail` is the destination of a replace or a write's size."""
+
+    index: int
+    op: str
+    path: str
+    detail: str = ""
+
+
+@dataclass(eq=False)
+class Fault:
+    """An injected I/O error, returned by `SimFS.inject` so a test can inspect or cancel it.
+
+    `fired` counts how often it triggered, which lets a test assert that the code under test really
+    reached the faulty operation (a fault that never fires proves nothing).
+    """
+
+    op: str
+    pattern: str
+    err: int
+    once: bool = True
+    short_write: int | None = None
+    fired: int = 0
+    active: bool = True
+
+    def cancel(self) -> None:
+        """Stop this fault from firing again (other faults are unaffected)."""
+        self.active = False
+
+    def matches(self, op: str, paths: tuple[str, ...]) -> bool:
+        """Whether this fault applies to `op` on any of `paths` (fnmatch on the full path)."""
+        return (
+            self.active
+            and self.op == op
+            and any(fnmatch.fnmatchcase(p, self.pattern) for p in paths)
+        )
+
+
+class _File:
+    """A file inode: current bytes and the bytes a power cut would leave."""
+
+    __slots__ = ("data", "synced")
+
+    def __init__(self, data: bytes | bytearray = b"", synced: bytes = b"") -> None:
+        self.data = bytearray(data)
+        self.synced = bytes(synced)
+
+
+class _Dir:
+    """A directory inode: current entries and the entries a power cut would leave."""
+
+    __slots__ = ("entries", "synced_entries")
+
+    def __init__(self) -> None:
+        self.entries: dict[str, _Node] = {}
+        self.synced_entries: dict[str, _Node] = {}
+
+
+_Node = _File | _Dir
+
+
+class _Change(NamedTuple):
+    """One pending (unsynced) change: either a directory entry or a file's bytes."""
+
+    description: str
+    directory: _Dir | None
+    name: str | None
+    file: _File | None
+
+
+def _oserror(code: int, path: str, path2: str | None = None) -> OSError:
+    """An OSError exactly as the OS would build it (the constructor picks the subclass by errno)."""
+    if path2 is None:
+        return OSError(code, os.strerror(code), path)
+    return OSError(code, os.strerror(code), path, None, path2)
+
+
+def _norm(path: str) -> str:
+    """Normalise an absolute POSIX path; relative paths are a programming error, not an OSError."""
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise ValueError(f"SimFS paths must be absolute POSIX strings, got {path!r}")
+    norm = posixpath.normpath(path)
+    # POSIX lets normpath keep exactly two leading slashes; they mean nothing here.
+    return "/" + norm.lstrip("/")
+
+
+def _join(parent: str, name: str) -> str:
+    return parent.rstrip("/") + "/" + name
+
+
+def _cut_points(lo: int, hi: int, grain: int) -> tuple[int, int]:
+    """Cut points of an append from `lo` to `hi` bytes at absolute multiples of `grain`.
+
+    Returns (first, n): the candidate kept lengths are `lo` (nothing of the tail) and the `n`
+    boundaries first, first + grain, ... that lie in (lo, hi]. Computed arithmetically so a
+    byte-granular cut of a large file does not build a list of every length.
+    """
+    first = (lo // grain + 1) * grain
+    last = (hi // grain) * grain
+    n = (last - first) // grain + 1 if last >= first else 0
+    return first, n
+
+
+class _SimWritable:
+    """Append handle returned by `SimFS.create`; references its inode, not its name."""
+
+    __slots__ = ("_closed", "_fs", "_inode", "path")
+
+    def __init__(self, fs: SimFS, path: str, inode: _File) -> None:
+        self._fs, self.path, self._inode = fs, path, inode
+        self._closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Append `data`. A short-write fault appends only its prefix, then raises (like ENOSPC
+        halfway through a write): callers must treat the file as garbage afterwards."""
+        fs = self._fs
+        with fs._lock:
+            fs._check_alive()
+            if self._closed:
+                raise _oserror(errno.EBADF, self.path)
+            buf = bytes(data)
+            fault = fs._mutating("write", self.path, f"{len(buf)} bytes")
+            if fault is not None:
+                if fault.short_write is not None:
+                    self._inode.data += buf[: max(0, fault.short_write)]
+                raise _oserror(fault.err, self.path)
+            self._inode.data += buf
+
+    def fsync(self) -> None:
+        """Make the inode's current bytes durable (its name is a separate matter: fsync_dir)."""
+        fs = self._fs
+        with fs._lock:
+            fs._check_alive()
+            if self._closed:
+                raise _oserror(errno.EBADF, self.path)
+            fs._raise_fault(fs._mutating("fsync", self.path), self.path)
+            self._inode.synced = bytes(self._inode.data)
+
+    def close(self) -> None:
+        """Release the handle. Never raises, not even after a crash: it runs in `finally` blocks
+        that are unwinding a SimulatedCrash, and a second crash there would only mask the first."""
+        self._closed = True
+
+
+class _SimReadable:
+    """Positional-read handle returned by `SimFS.open_read`; sees the inode's current bytes."""
+
+    __slots__ = ("_closed", "_fs", "_inode", "path")
+
+    def __init__(self, fs: SimFS, path: str, inode: _File) -> None:
+        self._fs, self.path, self._inode = fs, path, inode
+        self._closed = False
+
+    def pread(self, offset: int, size: int) -> bytes:
+        """Up to `size` bytes at `offset`; short only at end of file, like pread(2)."""
+        fs = self._fs
+        with fs._lock:
+            fs._reading("pread", self.path)
+            if self._closed:
+                raise _oserror(errno.EBADF, self.path)
+            if offset < 0 or size < 0:
+                raise _oserror(errno.EINVAL, self.path)
+            return bytes(self._inode.data[offset : offset + size])
+
+    def size(self) -> int:
+        fs = self._fs
+        with fs._lock:
+            fs._check_alive()
+            if self._closed:
+                raise _oserror(errno.EBADF, self.path)
+            return len(self._inode.data)
+
+    def close(self) -> None:
+        self._closed = True
+
+
+class SimFS:
+    """In-memory FileSystem with explicit durability, crash points, crash states and faults.
+
+    Implements the `lamina.io.fs.FileSystem` protocol with the OS's error behaviour (same OSError
+    subclasses and errnos as Linux), so product code cannot tell it from `OSFileSystem` until a
+    test pulls the plug. Deviation: `open_read` of a directory raises IsADirectoryError at open
+    time (Linux fails only at the first read), and `file_size` of a directory is 0.
+
+    All state is guarded by one RLock, because the store runs a background merge thread and the
+    simulator must not be the source of a race the product does not have.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._root = _Dir()
+        #: Number of mutating operations attempted so far (the next one gets this index).
+        self.op_count = 0
+        #: Log of every mutating operation attempted, in order (including ones that failed).
+        self.ops: list[SimOp] = []
+        self._crash_at: int | None = None
+        self._crashed = False
+        self._faults: list[Fault] = []
+
+    # ---------------------------------------------------------------- crash points and faults
+
+    @property
+    def crashed(self) -> bool:
+        """True once a crash point fired; the instance then refuses every operation."""
+        return self._crashed
+
+    def crash_at(self, n: int | None) -> None:
+        """Crash when mutating op number `n` (0-based, see `op_count`) is about to run.
+
+        The op is not applied: a crash "at" an op is the state right after the previous one.
+        `None` disarms. Running a workload once without a crash point and reading `op_count`
+        gives the range to enumerate.
+        """
+        with self._lock:
+            if n is not None and n < 0:
+                raise ValueError(f"crash point must be >= 0, got {n}")
+            self._crash_at = n
+
+    def inject(
+        self,
+        op: str,
+        path_pattern: str,
+        err: int,
+        *,
+        once: bool = True,
+        short_write: int | None = None,
+    ) -> Fault:
+        """Make `op` on paths matching `path_pattern` (fnmatch on the full path) fail with `err`.
+
+        The failing op is not applied, except a "write" with `short_write=k`, which appends the
+        first k bytes and then raises. `once=False` keeps failing until cancelled or cleared,
+        which models a dead disk rather than a transient hiccup. For "replace" the pattern is
+        matched against both the source and the destination. A failing mutating op is still
+        counted and logged: it was attempted, and crash-point indices must not shift depending
+        on which faults are armed.
+        """
+        if op not in INJECTABLE_OPS:
+            raise ValueError(f"unknown op {op!r}; injectable ops: {sorted(INJECTABLE_OPS)}")
+        if short_write is not None and op != "write":
+            raise ValueError("short_write only applies to op='write'")
+        fault = Fault(op, path_pattern, err, once, short_write)
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def clear_faults(self) -> None:
+        """Disarm every injected fault."""
+        with self._lock:
+            for fault in self._faults:
+                fault.active = False
+            self._faults.clear()
+
+    def _check_alive(self) -> None:
+        if self._crashed:
+            raise SimulatedCrash("this SimFS has crashed; take a crash_state() to continue")
+
+    def _take_fault(self, op: str, paths: tuple[str, ...]) -> Fault | None:
+        for fault in self._faults:
+            if fault.matches(op, paths):
+                fault.fired += 1
+                if fault.once:
+                    fault.active = False
+                return fault
+        return None
+
+    def _mutating(self, op: str, path: str, detail: str = "", *more: str) -> Fault | None:
+        """Crash-point check, count and log one mutating op; return the fault to apply, if any."""
+        self._check_alive()
+        index = self.op_count
+        if self._crash_at is not None and index == self._crash_at:
+            self._crashed = True
+            raise SimulatedCrash(f"simulated crash before op {index}: {op} {path}")
+        self.op_count += 1
+        self.ops.append(SimOp(index, op, path, detail))
+        return self._take_fault(op, (path, *more))
+
+    def _reading(self, op: str, path: str) -> None:
+        self._check_alive()
+        fault = self._take_fault(op, (path,))
+        if fault is not None:
+            raise _oserror(fault.err, path)
+
+    @staticmethod
+    def _raise_fault(fault: Fault | None, path: str, path2: str | None = None) -> None:
+        if fault is not None:
+            raise _oserror(fault.err, path, path2)
+
+    # ---------------------------------------------------------------------------- lookups
+
+    def _resolve(self, path: str) -> _Node:
+        """The inode at normalised `path` in the current view (ENOENT / ENOTDIR like the OS)."""
+        node: _Node = self._root
+        if path == "/":
+            return node
+        for part in path[1:].split("/"):
+            if not isinstance(node, _Dir):
+                raise _oserror(errno.ENOTDIR, path)
+            child = node.entries.get(part)
+            if child is None:
+                raise _oserror(errno.ENOENT, path)
+            node = child
+        return node
+
+    def _parent(self, path: str) -> tuple[_Dir, str]:
+        """The directory that holds (or would hold) normalised `path`, and the entry name."""
+        parent = self._resolve(posixpath.dirname(path))
+        if not isinstance(parent, _Dir):
+            raise _oserror(errno.ENOTDIR, path)
+        return parent, posixpath.basename(path)
+
+    def _file(self, path: str) -> _File:
+        node = self._resolve(path)
+        if not isinstance(node, _File):
+            raise _oserror(errno.EISDIR, path)
+        return node
+
+    # ---------------------------------------------------------------- FileSystem protocol
+
+    def create(self, path: str) -> WritableFile:
+        """Create a new, empty file (O_CREAT|O_EXCL). Its name is pending until fsync_dir."""
+        p = _norm(path)
+        with self._lock:
+            self._raise_fault(self._mutating("create", p), p)
+            if p == "/":
+                raise _oserror(errno.EEXIST, p)
+            parent, name = self._parent(p)
+            if name in parent.entries:
+                raise _oserror(errno.EEXIST, p)
+            inode = _File()
+            parent.entries[name] = inode
+            return _SimWritable(self, p, inode)
+
+    def open_read(self, path: str) -> ReadableFile:
+        p = _norm(path)
+        with self._lock:
+            self._reading("open_read", p)
+            return _SimReadable(self, p, self._file(p))
+
+    def read_file(self, path: str) -> bytes:
+        p = _norm(path)
+        with self._lock:
+            self._reading("read_file", p)
+            return bytes(self._file(p).data)
+
+    def mkdir(self, path: str) -> None:
+        """Create one directory. Its entry in the parent is pending until fsync_dir(parent)."""
+        p = _norm(path)
+        with self._lock:
+            self._raise_fault(self._mutating("mkdir", p), p)
+            if p == "/":
+                raise _oserror(errno.EEXIST, p)
+            parent, name = self._parent(p)
+            if name in parent.entries:
+                raise _oserror(errno.EEXIST, p)
+            parent.entries[name] = _Dir()
+
+    def listdir(self, path: str) -> list[str]:
+        p = _norm(path)
+        with self._lock:
+            self._reading("listdir", p)
+            node = self._resolve(p)
+            if not isinstance(node, _Dir):
+                raise _oserror(errno.ENOTDIR, p)
+            return sorted(node.entries)
+
+    def file_size(self, path: str) -> int:
+        p = _norm(path)
+        with self._lock:
+            self._check_alive()
+            node = self._resolve(p)
+            return len(node.data) if isinstance(node, _File) else 0
+
+    def exists(self, path: str) -> bool:
+        p = _norm(path)
+        with self._lock:
+            self._check_alive()
+            try:
+                self._resolve(p)
+            except OSError:
+                return False
+            return True
+
+    def is_dir(self, path: str) -> bool:
+        p = _norm(path)
+        with self._lock:
+            self._check_alive()
+            try:
+                return isinstance(self._resolve(p), _Dir)
+            except OSError:
+                return False
+
+    def replace(self, src: str, dst: str) -> None:
+        """rename(2): atomic in the current view; durable per directory once each is fsynced.
+
+        Files replace files; a directory replaces an absent or empty directory; a directory
+        cannot move into its own subtree. Same errnos as Linux.
+        """
+        s, d = _norm(src), _norm(dst)
+        with self._lock:
+            self._raise_fault(self._mutating("replace", s, d, d), s, d)
+            if s == "/" or d == "/":
+                raise _oserror(errno.EBUSY, s, d)
+            sparent, sname = self._parent(s)
+            node = sparent.entries.get(sname)
+            if node is None:
+                raise _oserror(errno.ENOENT, s, d)
+            dparent, dname = self._parent(d)
+            existing = dparent.entries.get(dname)
+            if existing is node:
+                return  # POSIX: renaming a file onto itself does nothing
+            if isinstance(node, _Dir):
+                if d.startswith(s + "/"):
+                    raise _oserror(errno.EINVAL, s, d)
+                if existing is not None:
+                    if not isinstance(existing, _Dir):
+                        raise _oserror(errno.ENOTDIR, s, d)
+                    if existing.entries:
+                        raise _oserror(errno.ENOTEMPTY, s, d)
+            elif isinstance(existing, _Dir):
+                raise _oserror(errno.EISDIR, s, d)
+            del sparent.entries[sname]
+            dparent.entries[dname] = node
+
+    def remove(self, path: str) -> None:
+        """unlink(2). Open handles keep the inode; the removal is pending until fsync_dir."""
+        p = _norm(path)
+        with self._lock:
+            self._raise_fault(self._mutating("remove", p), p)
+            if p == "/":
+                raise _oserror(errno.EISDIR, p)
+            parent, name = self._parent(p)
+            node = parent.entries.get(name)
+            if node is None:
+                raise _oserror(errno.ENOENT, p)
+            if isinstance(node, _Dir):
+                raise _oserror(errno.EISDIR, p)
+            del parent.entries[name]
+
+    def rmdir(self, path: str) -> None:
+        p = _norm(path)
+        with self._lock:
+            self._raise_fault(self._mutating("rmdir", p), p)
+            if p == "/":
+                raise _oserror(errno.EBUSY, p)
+            parent, name = self._parent(p)
+            node = parent.entries.get(name)
+            if node is None:
+                raise _oserror(errno.ENOENT, p)
+            if not isinstance(node, _Dir):
+                raise _oserror(errno.ENOTDIR, p)
+            if node.entries:
+                raise _oserror(errno.ENOTEMPTY, p)
+            del parent.entries[name]
+
+    def fsync_dir(self, path: str) -> None:
+        """Make this directory's entries durable, all of them and only them (not file bytes,
+        not subdirectories' entries, not the directory's own name in its parent)."""
+        p = _norm(path)
+        with self._lock:
+            self._raise_fault(self._mutating("fsync_dir", p), p)
+            node = self._resolve(p)
+            if not isinstance(node, _Dir):
+                raise _oserror(errno.ENOTDIR, p)
+            node.synced_entries = dict(node.entries)
+
+    # ------------------------------------------------------------------------ crash states
+
+    def crash_state(
+        self, mode: str = "power", *, seed: int | None = None, torn: int | None = None
+    ) -> SimFS:
+        """A new SimFS holding what the disk would contain after a crash now; self is untouched.
+
+        The result is fully durable (its synced state equals its current state), has no open
+        handles, no faults, no crash point and a zero op counter: it is "the machine rebooted".
+        Only names reachable from the root survive; an inode reachable under two names (possible
+        after a partially durable rename) becomes a hard link, and a directory reachable twice
+        keeps only its first occurrence in sorted depth-first order.
+
+        Modes:
+        - "process": a process kill. The page cache survives, so the current state survives in
+          full, pending or not.
+        - "power": strict power loss. Only durable state survives: the tree is walked through
+          `synced_entries` from the root, and each file holds its `synced` bytes.
+        - "torn": "power", plus torn appends. For a file whose current bytes extend its synced
+          bytes (an unsynced append), part of the append survives, cut at a sector boundary: an
+          absolute file offset that is a multiple of `torn` (default 512; use 4096 for 4 KiB
+          sectors). Without `seed`, every whole sector of the append is kept and only the final
+          partial sector is lost. With `seed`, the number of kept sectors is drawn uniformly from
+          0..all, and with probability 1/2 the unsynced bytes of the last kept sector read as
+          zeros (its size was journaled but its data block never written). Synced bytes are never
+          altered. Files that were overwritten rather than appended keep their synced bytes.
+        - "random": a seeded random subset of pending changes. Each directory entry that differs
+          from its durable version (compared per name: a create, unlink, or one side of a rename)
+          is independently applied or not with probability 1/2, and each unsynced append keeps a
+          random prefix: nothing (p=1/4), all of it (p=1/4) or a uniform cut (p=1/2), at byte
+          granularity or at multiples of `torn` if given. Content never drops below `synced`.
+        `seed=None` means seed 0 for "random", so every crash state is reproducible.
+        """
+        if mode not in CRASH_MODES:
+            raise ValueError(f"unknown crash mode {mode!r}; expected one of {CRASH_MODES}")
+        if torn is not None and torn <= 0:
+            raise ValueError(f"torn must be a positive sector size, got {torn}")
+        with self._lock:
+            if mode == "process":
+                return self._materialize(lambda d: d.entries, lambda f: bytes(f.data))
+            if mode == "power":
+                return self._materialize(lambda d: d.synced_entries, lambda f: f.synced)
+            if mode == "torn":
+                rng = random.Random(seed) if seed is not None else None
+                tear = torn or 512
+                return self._materialize(
+                    lambda d: d.synced_entries, lambda f: _torn_content(f, tear, rng)
+                )
+            return self._random_state(random.Random(0 if seed is None else seed), torn or 1)
+
+    def _random_state(self, rng: random.Random, grain: int) -> SimFS:
+        chosen: dict[int, dict[str, _Node]] = {}
+
+        def entries_of(d: _Dir) -> dict[str, _Node]:
+            got = chosen.get(id(d))
+            if got is None:
+                got = dict(d.synced_entries)
+                for name in sorted(set(d.entries) | set(d.synced_entries)):
+                    cur = d.entries.get(name)
+                    if cur is d.synced_entries.get(name) or rng.random() >= 0.5:
+                        continue
+                    if cur is None:
+                        del got[name]
+                    else:
+                        got[name] = cur
+                chosen[id(d)] = got
+            return got
+
+        return self._materialize(entries_of, lambda f: _random_content(f, grain, rng))
+
+    def omission_states(self) -> Iterator[tuple[str, SimFS]]:
+        """ALICE-style single omission: the "process" state minus exactly one pending change.
+
+        Yields (description, state) for each change listed by `pending()`, in the same order
+        and with the same description: a directory entry reverted to its durable value (which
+        may resurrect an unlinked file or drop a new one), or a file's bytes reverted to its
+        synced bytes. A protocol that is correct only if some durable write is *ordered* before
+        another shows up here, even when every power-loss state looks fine.
+        """
+        with self._lock:
+            changes = self._changes()
+        for change in changes:
+            with self._lock:
+                state = self._omit(change)
+            yield change.description, state
+
+    def _omit(self, change: _Change) -> SimFS:
+        target_dir, target_name, target_file = change.directory, change.name, change.file
+
+        def entries_of(d: _Dir) -> dict[str, _Node]:
+            if d is not target_dir or target_name is None:
+                return d.entries
+            entries = dict(d.entries)
+            old = d.synced_entries.get(target_name)
+            if old is None:
+                entries.pop(target_name, None)
+            else:
+                entries[target_name] = old
+            return entries
+
+        def content_of(f: _File) -> bytes:
+            return f.synced if f is target_file else bytes(f.data)
+
+        return self._materialize(entries_of, content_of)
+
+    def _materialize(
+        self,
+        entries_of: Callable[[_Dir], dict[str, _Node]],
+        content_of: Callable[[_File], bytes],
+    ) -> SimFS:
+        """Build a fresh, fully durable SimFS from a view of this one.
+
+        The walk is sorted depth-first so that seeded random choices made inside the callbacks
+        are reproducible. Directory inodes are placed at most once, which also rules out cycles
+        (a per-directory durability model can produce one from two partially durable renames).
+        """
+        out = SimFS()
+        files: dict[int, _File] = {}
+        placed: set[int] = {id(self._root)}
+
+        def build(src: _Dir, dst: _Dir) -> None:
+            entries = entries_of(src)
+            for name in sorted(entries):
+                node = entries[name]
+                new: _Node
+                if isinstance(node, _File):
+                    copy = files.get(id(node))
+                    if copy is None:
+                        content = content_of(node)
+                        copy = files[id(node)] = _File(content, content)
+                    new = copy
+                else:
+                    if id(node) in placed:
+                        continue
+                    placed.add(id(node))
+                    new = _Dir()
+                    build(node, new)
+                dst.entries[name] = new
+                dst.synced_entries[name] = new
+
+        build(self._root, out._root)
+        return out
+
+    # -------------------------------------------------------------------- test helpers
+
+    def _changes(self) -> list[_Change]:
+        """Every pending change reachable in the current tree, in sorted depth-first order."""
+        changes: list[_Change] = []
+
+        def walk(d: _Dir, prefix: str) -> None:
+            for name in sorted(set(d.entries) | set(d.synced_entries)):
+                cur, old = d.entries.get(name), d.synced_entries.get(name)
+                path = _join(prefix, name)
+                if cur is not old:
+                    what = "added" if old is None else "removed" if cur is None else "replaced"
+                    changes.append(_Change(f"entry {path}: {what}", d, name, None))
+                if isinstance(cur, _File) and cur.data != cur.synced:
+                    desc = (
+                        f"data {path}: {len(cur.synced)} bytes durable, "
+                        f"{len(cur.data)} bytes current"
+                    )
+                    changes.append(_Change(desc, None, None, cur))
+                elif isinstance(cur, _Dir):
+                    walk(cur, path)
+
+        walk(self._root, "/")
+        return changes
+
+    def pending(self) -> list[str]:
+        """Human-readable list of the changes a power cut would lose right now.
+
+        "entry P: added|removed|replaced" for a directory entry that differs from its durable
+        version, "data P: N bytes durable, M bytes current" for a file with unsynced bytes.
+        Empty means a power cut now would lose nothing.
+        """
+        with self._lock:
+            return [c.description for c in self._changes()]
+
+    def tree(self) -> dict[str, bytes | None]:
+        """Every path in the current view (the root is implied) -> file bytes, or None for a
+        directory. Comparing trees is how tests state "this is exactly what survived"."""
+        out: dict[str, bytes | None] = {}
+
+        def walk(d: _Dir, prefix: str) -> None:
+            for name in sorted(d.entries):
+                node, path = d.entries[name], _join(prefix, name)
+                if isinstance(node, _File):
+                    out[path] = bytes(node.data)
+                else:
+                    out[path] = None
+                    walk(node, path)
+
+        with self._lock:
+            walk(self._root, "/")
+        return out
+
+    def makedirs(self, path: str) -> None:
+        """Fixture builder: create `path` and its parents, every name durable at once.
+
+        Not an op (not counted, no faults, no crash point): fixtures describe the disk *before*
+        the workload under test, and must not shift its crash-point indices.
+        """
+        p = _norm(path)
+        with self._lock:
+            self._check_alive()
+            node = self._root
+            if p == "/":
+                return
+            for part in p[1:].split("/"):
+                child = node.entries.get(part)
+                if child is None:
+                    child = _Dir()
+                    node.entries[part] = child
+                elif not isinstance(child, _Dir):
+                    raise _oserror(errno.ENOTDIR, p)
+                node.synced_entries[part] = child
+                node = child
+
+    def write_file(self, path: str, data: bytes | bytearray | memoryview) -> None:
+        """Fixture builder: a durable file with `data` (parents created durably, an existing
+        file replaced by a new inode so open handles are undisturbed). Not an op."""
+        p = _norm(path)
+        if p == "/":
+            raise _oserror(errno.EISDIR, p)
+        content = bytes(data)
+        with self._lock:
+            self.makedirs(posixpath.dirname(p))
+            parent, name = self._parent(p)
+            if isinstance(parent.entries.get(name), _Dir):
+                raise _oserror(errno.EISDIR, p)
+            inode = _File(content, content)
+            parent.entries[name] = inode
+            parent.synced_entries[name] = inode
+
+    def corrupt(self, path: str, offset: int, data: bytes | bytearray | memoryview) -> None:
+        """Overwrite bytes of an existing file in place, like bit rot or a bad sector.
+
+        The damage is on the medium, so it applies to the current bytes and, where they overlap,
+        to the durable bytes too: it survives every crash model. Not an op.
+        """
+        p = _norm(path)
+        patch = bytes(data)
+        with self._lock:
+            self._check_alive()
+            inode = self._file(p)
+            if offset < 0 or offset + len(patch) > len(inode.data):
+                raise ValueError(
+                    f"corrupt({p!r}, {offset}, {len(patch)} bytes) is outside the file "
+                    f"({len(inode.data)} bytes)"
+                )
+            inode.data[offset : offset + len(patch)] = patch
+            synced = bytearray(inode.synced)
+            end = min(len(synced), offset + len(patch))
+            if offset < end:
+                synced[offset:end] = patch[: end - offset]
+                inode.synced = bytes(synced)
+
+    def truncate(self, path: str, size: int) -> None:
+        """Cut (or zero-extend) an existing file to `size` bytes, durably, like a lost tail.
+
+        A fully synced file stays fully synced; otherwise its durable bytes are cut to `size`
+        too (never extended), so the unsynced part stays unsynced. Not an op.
+        """
+        p = _norm(path)
+        if size < 0:
+            raise ValueError(f"size must be >= 0, got {size}")
+        with self._lock:
+            self._check_alive()
+            inode = self._file(p)
+            was_synced = inode.data == inode.synced
+            if size <= len(inode.data):
+                del inode.data[size:]
+            else:
+                inode.data += bytes(size - len(inode.data))
+            inode.synced = bytes(inode.data) if was_synced else inode.synced[:size]
+
+
+def _append_tail(f: _File) -> tuple[bytes, int, int] | None:
+    """(data, lo, hi) if the file's current bytes extend its synced bytes, else None."""
+    data = bytes(f.data)
+    if len(data) <= len(f.synced) or not data.startswith(f.synced):
+        return None
+    return data, len(f.synced), len(data)
+
+
+def _torn_content(f: _File, tear: int, rng: random.Random | None) -> bytes:
+    """Content after a torn append (see SimFS.crash_state, mode "torn")."""
+    tail = _append_tail(f)
+    if tail is None:
+        return f.synced
+    data, lo, hi = tail
+    first, n = _cut_points(lo, hi, tear)
+    if rng is None:
+        return data[: first + (n - 1) * tear] if n else f.synced
+    k = rng.randrange(n + 1)
+    if k == 0:
+        return f.synced
+    keep = first + (k - 1) * tear
+    out = bytearray(data[:keep])
+    if rng.random() < 0.5:
+        start = max(lo, keep - tear)
+        out[start:keep] = bytes(keep - start)
+    return bytes(out)
+
+
+def _random_content(f: _File, grain: int, rng: random.Random) -> bytes:
+    """Content after a random partial append (see SimFS.crash_state, mode "random")."""
+    tail = _append_tail(f)
+    if tail is None:
+        return f.synced
+    data, lo, hi = tail
+    first, n = _cut_points(lo, hi, grain)
+    r = rng.random()
+    if n == 0 or r < 0.25:
+        return f.synced
+    k = n if r < 0.5 else rng.randrange(n + 1)
+    return data[: first + (k - 1) * grain] if k else f.synced

@@ -1,0 +1,102 @@
+"""Every on-disk name Lamina uses, built and parsed in one place (LevelDB's filename.h lesson)."""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from datetime import UTC, datetime
+
+STORE_DESCRIPTOR = "lamina.json"
+METADATA = "metadata.json"
+META_INDEX = "meta.bin"
+PRIMARY = "primary.bin"
+DICTIONARY = "zstd.dict"
+CORRUPT_DIR = "corrupt"
+REASON = "reason.json"
+TMP_SUFFIX = ".tmp"
+DROPPING_SUFFIX = ".dropping"
+TAG_DATA_EXT = ".t"
+TAG_META_EXT = ".tm"
+
+_PART = re.compile(r"^[0-9a-f]{16}$")
+_MANIFEST = re.compile(r"^([0-9a-f]{16})\.snp$")
+_SEGMENT = re.compile(r"^seg-(\d{8}|\d{12})$")
+_SHARD = re.compile(r"^shard-(\d+)$")
+_DATASET = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
+
+
+def part_name(part_id: int) -> str:
+    return f"{part_id:016x}"
+
+
+def parse_part_name(name: str) -> int | None:
+    return int(name, 16) if _PART.match(name) else None
+
+
+def manifest_name(epoch: int) -> str:
+    return f"{epoch:016x}.snp"
+
+
+def parse_manifest_name(name: str) -> int | None:
+    m = _MANIFEST.match(name)
+    return int(m.group(1), 16) if m else None
+
+
+def valid_dataset(name: str) -> bool:
+    return bool(_DATASET.match(name))
+
+
+_DAY_NS = 86_400 * 10**9
+
+
+def segment_name(start_ns: int, interval_ns: int) -> str:
+    t = datetime.fromtimestamp(start_ns / 1e9, tz=UTC)
+    return "seg-" + (t.strftime("%Y%m%d") if interval_ns % _DAY_NS == 0 else t.strftime("%Y%m%d%H%M"))
+
+
+def parse_segment_name(name: str) -> int | None:
+    m = _SEGMENT.match(name)
+    if not m:
+        return None
+    s = m.group(1)
+    fmt = "%Y%m%d" if len(s) == 8 else "%Y%m%d%H%M"
+    dt = datetime.strptime(s, fmt).replace(tzinfo=UTC)
+    return int(dt.timestamp()) * 10**9
+
+
+def shard_name(n: int) -> str:
+    return f"shard-{n}"
+
+
+def parse_shard_name(name: str) -> int | None:
+    m = _SHARD.match(name)
+    return int(m.group(1)) if m else None
+
+
+def table_dir(root: str, engine: str, dataset: str, segment: str, shard: int) -> str:
+    return posixpath.join(root, engine, dataset, segment, shard_name(shard))
+
+
+_SAFE = re.compile(r"[A-Za-z0-9_.-]")
+
+
+def tag_file_stem(tag: str) -> str:
+    """A file-system-safe, reversible stem for a user tag name (`k8s/pod` -> `k8s%2Fpod`).
+
+    A leading dot is escaped too, so no tag can produce a hidden or `..` name.
+    """
+    out = []
+    for i, ch in enumerate(tag):
+        if _SAFE.match(ch) and not (i == 0 and ch == "."):
+            out.append(ch)
+        else:
+            out.extend(f"%{b:02X}" for b in ch.encode())
+    return "".join(out)
+
+
+def tag_data_file(tag: str) -> str:
+    return tag_file_stem(tag) + TAG_DATA_EXT
+
+
+def tag_meta_file(tag: str) -> str:
+    return tag_file_stem(tag) + TAG_META_EXT

@@ -1,0 +1,54 @@
+"""What an engine's query function gets: consistent snapshots of the parts it may need.
+
+The context picks the tables whose time segment overlaps the query, takes a snapshot of each
+(committed parts, parts being flushed, and a memory part of unflushed rows), prunes parts by their
+time bounds, and releases everything when the query ends. A damaged part met during the query is
+quarantined by the caller (EngineHandle.query), and the error names it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from lamina.format.part_reader import PartReader
+from lamina.schema import BlockSchema
+from lamina.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from lamina.table import Table
+
+
+class QueryContext:
+    def __init__(self, schema: BlockSchema, tables: list[Table]) -> None:
+        self.schema = schema
+        self._tables = tables
+        self._snaps: list[tuple[Table, Snapshot]] = []
+        self.parts_read = 0
+
+    def parts(self, start: int | None = None, end: int | None = None) -> Iterator[PartReader]:
+        """Readers of every part that may hold rows with start <= ts < end (None = unbounded)."""
+        for table in self._tables:
+            seg = table.segment_start
+            interval = table.engine.segment_interval_ns
+            if (end is not None and seg >= end) or (start is not None and seg + interval <= start):
+                continue
+            snap = table.snapshot()
+            self._snaps.append((table, snap))
+            for h in snap.parts:
+                m = h.reader.meta
+                if (end is not None and m.min_ts >= end) or (start is not None and m.max_ts < start):
+                    continue
+                self.parts_read += 1
+                yield h.reader
+
+    def table_of(self, reader: PartReader) -> Table | None:
+        for table, snap in self._snaps:
+            if any(h.reader is reader for h in snap.parts):
+                return table
+        return None
+
+    def close(self) -> None:
+        for _, snap in self._snaps:
+            snap.release()
+        self._snaps.clear()

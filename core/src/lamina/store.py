@@ -1,0 +1,380 @@
+"""The application-facing API: `lamina.open(path)` -> `Store` -> `store.engine(name)`.
+
+A store is a directory. Opening it loads engines by entry point, recovers every table (SPEC §6),
+and starts one background thread that flushes buffers by size and age, runs the merge policy, and
+drops segments past retention. Closing flushes what is buffered and stops the thread.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+import numpy as np
+
+from lamina import __version__, names
+from lamina.batch import columns_from_batch, rows_to_batch
+from lamina.engine import Engine
+from lamina.errors import CorruptPartError, InvalidInputError, LaminaError, StoreClosedError
+from lamina.format.rows import take
+from lamina.io.durable import makedirs_durable, rmtree, write_atomic, fsync_dir
+from lamina.io.fs import FileSystem, OSFileSystem, absolute
+from lamina.log import get_logger
+from lamina.merge.policy import select_parts
+from lamina.metrics import Metrics
+from lamina.plugins import Registry, load_registry
+from lamina.query import QueryContext
+from lamina.table import Table, TableEnv
+
+DESCRIPTOR_VERSION = 1
+log = get_logger(component="store")
+
+
+@attrs.frozen
+class EngineStats:
+    tables: int
+    parts: int
+    rows: int
+    bytes: int
+    buffered_rows: int
+    quarantined: int
+
+
+@attrs.frozen
+class StoreStats:
+    engines: dict[str, EngineStats]
+    flushes: int
+    merges: int
+    corrupt_parts: int
+
+
+class EngineHandle:
+    """One engine of an open store: write, flush, query, merge."""
+
+    def __init__(self, store: Store, engine: Engine) -> None:
+        self.store, self.engine = store, engine
+        self.name = engine.name
+        self._tables: dict[tuple[str, int], Table] = {}
+        self._lock = threading.RLock()
+        self.env = TableEnv(
+            fs=store.fs,
+            engine=engine,
+            layout=store.registry.pm.hook.lamina_file_layout(engine=engine),
+            metrics=store.metrics,
+            hook=store.registry.pm.hook,
+            allow_rollback=store.allow_rollback,
+        )
+
+    # -- tables ------------------------------------------------------------------------------
+    def _table(self, dataset: str, seg_start: int) -> Table:
+        key = (dataset, seg_start)
+        with self._lock:
+            t = self._tables.get(key)
+            if t is None:
+                seg = names.segment_name(seg_start, self.engine.segment_interval_ns)
+                path = names.table_dir(self.store.path, self.name, dataset, seg, 0)
+                t = self._tables[key] = Table(self.env, path, dataset, seg_start).open()
+            return t
+
+    def _discover(self) -> None:
+        fs, root = self.store.fs, posixpath.join(self.store.path, self.name)
+        if not fs.is_dir(root):
+            return
+        for dataset in fs.listdir(root):
+            dpath = posixpath.join(root, dataset)
+            if not names.valid_dataset(dataset) or not fs.is_dir(dpath):
+                continue
+            for seg in fs.listdir(dpath):
+                spath = posixpath.join(dpath, seg)
+                if seg.endswith(names.DROPPING_SUFFIX):  # a retention drop cut short: finish it
+                    rmtree(fs, spath)
+                    fsync_dir(fs, dpath)
+                    continue
+                start = names.parse_segment_name(seg)
+                if start is not None and fs.is_dir(posixpath.join(spath, names.shard_name(0))):
+                    self._table(dataset, start)
+
+    def tables(self, dataset: str | None = None) -> list[Table]:
+        with self._lock:
+            return [t for (d, _), t in sorted(self._tables.items()) if dataset is None or d == dataset]
+
+    # -- writing -----------------------------------------------------------------------------
+    def write(self, batch: Mapping[str, Any], *, dataset: str = "default") -> int:
+        """Buffer a columnar batch (column -> sequence). Returns rows accepted. Durable after
+        `flush()` returns (or after the background flush)."""
+        self.store._check_open()
+        if not names.valid_dataset(dataset):
+            raise InvalidInputError("dataset", f"{dataset!r} is not a valid dataset name", engine=self.name)
+        # The engine adapts its users' conventions; the core then validates strictly.
+        rows = columns_from_batch(self.engine.schema, self.engine.normalize(batch), self.name)
+        ts = rows[self.engine.schema.timestamp]
+        n = len(ts)
+        if n == 0:
+            return 0
+        interval = self.engine.segment_interval_ns
+        segs = ts // interval
+        for s in np.unique(segs):
+            part = rows if len(segs) and segs[0] == s and (segs == s).all() else take(rows, np.nonzero(segs == s)[0])
+            table = self._table(dataset, int(s) * interval)
+            table.append(part)
+            if table.pending_rows >= self.engine.flush_rows:
+                self.store._wake()
+        self.store.metrics.inc("lamina_written_rows_total", n, engine=self.name)
+        return n
+
+    def write_rows(self, rows: Iterable[Mapping[str, Any]], *, dataset: str = "default") -> int:
+        """Row convenience: a list of dicts, one per row."""
+        return self.write(rows_to_batch(self.engine.schema, rows, self.name), dataset=dataset)
+
+    def flush(self) -> list[int]:
+        """Flush every table's buffer; durable when it returns. Returns the new part IDs."""
+        out = []
+        for t in self.tables():
+            pid = t.flush()
+            if pid is not None:
+                out.append(pid)
+        return out
+
+    # -- reading -----------------------------------------------------------------------------
+    def query(self, *, dataset: str = "default", **kwargs: Any) -> Any:
+        """Run the engine's query. A damaged part met on the way is quarantined and the query
+        raises `CorruptPartError` naming it (re-running it then answers from the healthy parts)."""
+        self.store._check_open()
+        ctx = QueryContext(self.engine.schema, self.tables(dataset))
+        try:
+            return self.engine.query(ctx, **kwargs)
+        except CorruptPartError as e:
+            self._quarantine_from_query(ctx, e)
+            raise
+        finally:
+            ctx.close()
+
+    def _quarantine_from_query(self, ctx: QueryContext, err: CorruptPartError) -> None:
+        for table, snap in ctx._snaps:
+            for h in snap.parts:
+                if h.name == err.part and not h.in_memory:
+                    table.quarantine(h.part_id, err.with_engine(self.name), stage="query")
+                    return
+
+    # -- maintenance -------------------------------------------------------------------------
+    def merge_now(self, *, force: bool = True) -> int:
+        """Merge now. `force`: every table with 2+ parts into one part; else one policy round."""
+        merges = 0
+        for t in self.tables():
+            while True:
+                infos = t.part_infos()
+                ids = [p.part_id for p in infos] if force else self.store._pick(self, infos)
+                if len(ids) < 2:
+                    break
+                if t.merge(ids) is not None:
+                    merges += 1
+                    if not force:
+                        break
+                    break
+                # an input was quarantined: retry with the rest
+        return merges
+
+    def apply_retention(self, now_ns: int | None = None) -> int:
+        """Drop whole segments that ended before now - retention. Returns segments dropped."""
+        if self.engine.retention_ns is None:
+            return 0
+        now_ns = time.time_ns() if now_ns is None else now_ns
+        cutoff = now_ns - self.engine.retention_ns
+        dropped = 0
+        for (dataset, start), t in list(self._tables.items()):
+            if start + self.engine.segment_interval_ns > cutoff:
+                continue
+            with self._lock:
+                self._tables.pop((dataset, start), None)
+            t.close()
+            seg_dir = posixpath.dirname(t.path)
+            doomed = seg_dir + names.DROPPING_SUFFIX
+            # Rename first (atomic): a crash mid-delete leaves a *.dropping dir, never a segment
+            # whose manifest lists parts that are half gone.
+            self.store.fs.replace(seg_dir, doomed)
+            fsync_dir(self.store.fs, posixpath.dirname(seg_dir))
+            rmtree(self.store.fs, doomed)
+            fsync_dir(self.store.fs, posixpath.dirname(seg_dir))
+            dropped += 1
+            self.store.metrics.inc("lamina_dropped_segments_total", engine=self.name)
+        return dropped
+
+    def stats(self) -> EngineStats:
+        parts = rows = size = buffered = quarantined = 0
+        tables = self.tables()
+        for t in tables:
+            for h in t.live_parts:
+                parts += 1
+                rows += h.reader.meta.rows
+                size += h.reader.meta.data_size()
+            buffered += t.pending_rows
+            cdir = posixpath.join(t.path, names.CORRUPT_DIR)
+            if self.store.fs.is_dir(cdir):
+                quarantined += len(self.store.fs.listdir(cdir))
+        return EngineStats(len(tables), parts, rows, size, buffered, quarantined)
+
+    def close(self) -> None:
+        for t in self.tables():
+            t.close()
+
+
+class Store:
+    def __init__(
+        self,
+        path: str,
+        *,
+        fs: FileSystem | None = None,
+        registry: Registry | None = None,
+        engines: Iterable[Engine] | None = None,
+        background: bool = True,
+        flush_interval_s: float = 1.0,
+        merge_interval_s: float = 1.0,
+        allow_rollback: bool = False,
+    ) -> None:
+        self.fs = fs or OSFileSystem()
+        self.path = absolute(path) if isinstance(self.fs, OSFileSystem) else posixpath.normpath(path)
+        if registry is None:
+            registry = Registry()
+            if engines is None:
+                registry.load_entry_points()
+        for e in engines or ():
+            registry._add_engine(e, "<direct>")
+        self.registry = registry
+        self.metrics = Metrics()
+        self.allow_rollback = allow_rollback
+        self.flush_interval_s, self.merge_interval_s = flush_interval_s, merge_interval_s
+        self._closed = False
+        self._handles: dict[str, EngineHandle] = {}
+        self._backoff: dict[str, tuple[float, float]] = {}
+        self._init_dir()
+        for name in sorted(self.registry.engines):
+            self.engine(name)._discover()
+        self._wakeup = threading.Event()
+        self._thread: threading.Thread | None = None
+        if background:
+            self._thread = threading.Thread(target=self._background, name="lamina-background", daemon=True)
+            self._thread.start()
+
+    def _init_dir(self) -> None:
+        makedirs_durable(self.fs, self.path)
+        desc = posixpath.join(self.path, names.STORE_DESCRIPTOR)
+        if self.fs.exists(desc):
+            try:
+                data = json.loads(self.fs.read_file(desc))
+                version = data["format_version"]
+            except (ValueError, KeyError, TypeError) as e:
+                raise LaminaError(f"{desc} is not a Lamina store descriptor: {e}") from None
+            if version != DESCRIPTOR_VERSION:
+                raise LaminaError(f"{desc}: store format {version} is not supported (this Lamina reads {DESCRIPTOR_VERSION})")
+            return
+        body = {"format_version": DESCRIPTOR_VERSION, "created_by": f"lamina {__version__}", "created_ns": time.time_ns()}
+        write_atomic(self.fs, desc, json.dumps(body, indent=1).encode())
+
+    def engine(self, name: str) -> EngineHandle:
+        self._check_open()
+        h = self._handles.get(name)
+        if h is None:
+            h = self._handles[name] = EngineHandle(self, self.registry.engine(name))
+        return h
+
+    @property
+    def engines(self) -> list[str]:
+        return sorted(self.registry.engines)
+
+    def flush(self) -> None:
+        for h in list(self._handles.values()):
+            h.flush()
+
+    def stats(self) -> StoreStats:
+        return StoreStats(
+            engines={n: h.stats() for n, h in sorted(self._handles.items())},
+            flushes=int(self.metrics.value("lamina_flushes_total")),
+            merges=int(self.metrics.value("lamina_merges_total")),
+            corrupt_parts=int(self.metrics.value("lamina_corrupt_parts_total")),
+        )
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError(f"store {self.path} is closed")
+
+    def _pick(self, handle: EngineHandle, infos: list[Any]) -> list[int]:
+        chosen = self.registry.pm.hook.lamina_merge_policy(engine=handle.engine, parts=infos)
+        return list(chosen) if chosen is not None else select_parts(infos, handle.engine.merge_policy)
+
+    # -- background work ---------------------------------------------------------------------
+    def _wake(self) -> None:
+        if self._thread is not None:
+            self._wakeup.set()
+
+    def _background(self) -> None:
+        last_merge = last_retention = 0.0
+        while not self._closed:
+            self._wakeup.wait(0.2)
+            self._wakeup.clear()
+            if self._closed:
+                return
+            now = time.monotonic()
+            for h in list(self._handles.values()):
+                for t in h.tables():
+                    if t.pending_rows and (t.pending_rows >= h.engine.flush_rows or t.pending_age >= self.flush_interval_s):
+                        self._guarded(f"flush {t.path}", t.flush)
+            if now - last_merge >= self.merge_interval_s:
+                last_merge = now
+                for h in list(self._handles.values()):
+                    for t in h.tables():
+                        self._guarded(f"merge {t.path}", lambda h=h, t=t: self._merge_round(h, t))
+            if now - last_retention >= 60:
+                last_retention = now
+                for h in list(self._handles.values()):
+                    self._guarded(f"retention {h.name}", h.apply_retention)
+
+    def _merge_round(self, h: EngineHandle, t: Table) -> None:
+        ids = self._pick(h, t.part_infos())
+        if len(ids) >= 2:
+            t.merge(ids)  # a damaged input is quarantined inside; the next round retries
+
+    def _guarded(self, what: str, fn: Any) -> None:
+        """Run background work; never let it kill the thread, back off 1 s doubling to 60 s."""
+        until, delay = self._backoff.get(what, (0.0, 0.0))
+        if time.monotonic() < until:
+            return
+        try:
+            fn()
+            self._backoff.pop(what, None)
+        except Exception as e:
+            delay = min(60.0, max(1.0, delay * 2))
+            self._backoff[what] = (time.monotonic() + delay, delay)
+            log.opt(exception=e).error("background {} failed; retrying in {:.0f}s", what, delay)
+
+    def close(self) -> None:
+        """Flush buffered rows, stop background work, release every part."""
+        if self._closed:
+            return
+        try:
+            self.flush()
+        finally:
+            self._closed = True
+            if self._thread is not None:
+                self._wakeup.set()
+                self._thread.join()
+            for h in self._handles.values():
+                h.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open(path: str, **kwargs: Any) -> Store:  # noqa: A001 - the API is lamina.open(path)
+    """Open (creating if needed) the store at `path`; engines are found by entry point."""
+    return Store(path, **kwargs)
+
+
+_ = load_registry  # re-exported for the CLI

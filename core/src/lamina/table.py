@@ -1,0 +1,526 @@
+"""One table: a (dataset, time segment, shard) of one engine, i.e. one directory of parts.
+
+The table owns the write buffer, the memory-part view of it, the live part set (its manifest),
+flush, merge execution, quarantine and recovery. Every change of the live set goes through
+`_commit`, under one lock (the "introducer"), and is durable before it is visible.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import numpy as np
+
+from lamina import names
+from lamina.commit import DirSink, prune_manifests, publish, remove_partial, write_manifest, write_mem_part
+from lamina.engine import Engine
+from lamina.errors import (
+    CorruptionReason,
+    CorruptManifestError,
+    CorruptPartError,
+    MissingPartError,
+    PoisonedTableError,
+    StoreClosedError,
+)
+from lamina.format.compression import ZstdDict
+from lamina.format.part_meta import SUPPORTED_VERSIONS, Manifest, PartMeta
+from lamina.format.part_reader import DirSource, MemSource, PartReader
+from lamina.format.part_writer import MemSink, PartWriter, block_bounds, key_of, tags_for_rows
+from lamina.format.records import RecordError, load_record
+from lamina.format.rows import Rows, concat, row_sizes, rows_len, take
+from lamina.io.durable import TMP_SUFFIX, FsyncFailed, fsync_dir, makedirs_durable, rmtree
+from lamina.io.fs import FileSystem
+from lamina.log import get_logger
+from lamina.merge.merger import merge_parts
+from lamina.metrics import Metrics
+from lamina.quarantine import move_to_corrupt, reason_record, write_reason
+from lamina.schema import ColumnKind, FileLayout
+from lamina.snapshot import PartHandle, Snapshot
+
+
+@attrs.frozen
+class PartInfo:
+    """What a merge policy sees of a part."""
+
+    part_id: int
+    size: int
+    rows: int
+    level: int
+    created_ns: int
+
+
+@attrs.define
+class TableEnv:
+    """Everything a table needs from its store."""
+
+    fs: FileSystem
+    engine: Engine
+    layout: FileLayout
+    metrics: Metrics
+    hook: Any  # pluggy hook relay
+    allow_rollback: bool = False
+    threads: int = 2
+
+
+def sort_rows(engine: Engine, rows: Rows) -> tuple[Rows, list[bytes]]:
+    """Stable sort by the engine's sort key; returns sorted rows and their block keys."""
+    schema = engine.schema
+    n = rows_len(rows)
+    keycol = rows[schema.block_key]
+    if schema.column(schema.block_key).kind is ColumnKind.INT64:
+        keys_sortable: Any = keycol
+    else:
+        # rank bytes keys (exact lexicographic order, no numpy 'S' NUL-stripping)
+        uniq = sorted(set(keycol))
+        rank = {k: i for i, k in enumerate(uniq)}
+        keys_sortable = np.fromiter((rank[k] for k in keycol), dtype=np.int64, count=n)
+    # np.lexsort sorts by the last key first; it is stable.
+    cols = [rows[c] for c in reversed(schema.sort_key[1:])] + [keys_sortable]
+    order = np.lexsort(cols) if n else np.arange(0)
+    out = take(rows, order)
+    keys = [key_of(schema, k) for k in out[schema.block_key]]
+    return out, keys
+
+
+class Table:
+    def __init__(self, env: TableEnv, path: str, dataset: str, segment_start: int) -> None:
+        self.env = env
+        self.fs = env.fs
+        self.engine = env.engine
+        self.path = path
+        self.dataset = dataset
+        self.segment_start = segment_start
+        self.log = get_logger(engine=env.engine.name, table=path)
+        self._commit_lock = threading.RLock()
+        self._flush_lock = threading.Lock()
+        self._merge_lock = threading.Lock()
+        self._buf_lock = threading.Lock()
+        self._pending: list[Rows] = []
+        self._pending_rows = 0
+        self._pending_since = 0.0
+        self._mem_view: PartHandle | None = None
+        self._flushing: list[PartHandle] = []
+        self._live: dict[int, PartHandle] = {}
+        self._epoch = 0
+        self._next_id = 1
+        self._poison: BaseException | None = None
+        self._closed = False
+        self.dictionary: ZstdDict | None = None
+        self.kinds = {c.name: c.kind for c in env.engine.schema.columns}
+
+    # -- open & recovery ---------------------------------------------------------------------
+    def open(self) -> Table:
+        """Create or recover the table (SPEC §6). Idempotent; safe to crash in."""
+        fs = self.fs
+        if not fs.exists(self.path):
+            makedirs_durable(fs, self.path)
+        entries = fs.listdir(self.path)
+        removed = False
+        for name in entries:  # leftovers of interrupted atomic writes
+            if name.endswith(TMP_SUFFIX):
+                fs.remove(posixpath.join(self.path, name))
+                removed = True
+        epochs = sorted((e for n in entries if (e := names.parse_manifest_name(n)) is not None), reverse=True)
+        manifest = self._load_newest_manifest(epochs)
+        live_ids = set(manifest.parts) if manifest else set()
+        self._epoch = manifest.epoch if manifest else 0
+        seen_ids = set(live_ids)
+        cdir = posixpath.join(self.path, names.CORRUPT_DIR)
+        corrupt = set(fs.listdir(cdir)) if fs.is_dir(cdir) else set()
+        seen_ids |= {pid for n in corrupt if (pid := names.parse_part_name(n[:16])) is not None}
+        for name in fs.listdir(self.path):
+            pid = names.parse_part_name(name)
+            if pid is None:
+                if name not in (names.CORRUPT_DIR,) and names.parse_manifest_name(name) is None:
+                    self.log.warning("foreign entry {} in table directory left untouched", name)
+                continue
+            seen_ids.add(pid)
+            if pid not in live_ids:
+                # uncommitted flush/merge output, or a retired part whose deletion was cut short
+                rmtree(fs, posixpath.join(self.path, name))
+                removed = True
+        if removed:
+            fsync_dir(fs, self.path)
+        self._next_id = max(seen_ids, default=0) + 1
+        dropped: list[int] = []
+        for pid in sorted(live_ids):
+            pname = names.part_name(pid)
+            ppath = posixpath.join(self.path, pname)
+            if not fs.exists(ppath):
+                if pname in corrupt:  # a quarantine was interrupted before its manifest
+                    self._finish_interrupted_quarantine(pname)
+                    dropped.append(pid)
+                    continue
+                raise MissingPartError(self.path, pname)
+            try:
+                reader = self._open_part(pname)
+            except CorruptPartError as e:
+                e.with_engine(self.engine.name)
+                self._set_aside(pname, e, stage="open")
+                dropped.append(pid)
+                continue
+            self._live[pid] = self._handle(reader)
+        if dropped or manifest is None:
+            self._write_manifest(sorted(self._live))
+        prune_manifests(fs, self.path, self._epoch - 1)
+        self._adopt_dictionary()
+        return self
+
+    def _load_newest_manifest(self, epochs: list[int]) -> Manifest | None:
+        for i, epoch in enumerate(epochs):
+            path = posixpath.join(self.path, names.manifest_name(epoch))
+            try:
+                m = load_record(self.fs.read_file(path), Manifest, SUPPORTED_VERSIONS)
+                if m.epoch != epoch:
+                    raise RecordError([f"epoch {m.epoch} in a file named for epoch {epoch}"])
+                return m
+            except RecordError as e:
+                if i == 0 and not self.env.allow_rollback:
+                    raise CorruptManifestError(path, str(e)) from None
+                self.log.error("manifest {} is damaged ({}); rolling back as allowed", path, e)
+        return None
+
+    def _finish_interrupted_quarantine(self, pname: str) -> None:
+        dest = posixpath.join(self.path, names.CORRUPT_DIR, pname)
+        if not self.fs.exists(posixpath.join(dest, names.REASON)):
+            err = CorruptPartError(pname, "", -1, CorruptionReason.METADATA, "quarantine interrupted by a crash; original reason lost")
+            write_reason(self.fs, dest, reason_record(err, engine=self.engine.name, dataset=self.dataset, table=self.path, stage="recovery"))
+        self.log.warning("completed an interrupted quarantine of {}", pname)
+
+    def _open_part(self, pname: str, meta: PartMeta | None = None) -> PartReader:
+        return PartReader.open(
+            DirSource(self.fs, posixpath.join(self.path, pname)),
+            pname,
+            meta=meta,
+            kinds=self.kinds,
+            key_filter=self.env.layout.key_filter,
+            engine=self.engine.name,
+        )
+
+    def _handle(self, reader: PartReader) -> PartHandle:
+        return PartHandle(reader, on_free=self._free_part)
+
+    def _free_part(self, h: PartHandle) -> None:
+        """Last reference gone: remove a retired part's files (idempotent, crash-safe)."""
+        if not h.retired or h.in_memory:
+            return
+        path = posixpath.join(self.path, h.name)
+        try:
+            rmtree(self.fs, path)
+            fsync_dir(self.fs, self.path)
+        except OSError as e:  # recovery removes unlisted parts anyway
+            self.log.warning("could not remove retired part {}: {}", h.name, e)
+
+    def _adopt_dictionary(self) -> None:
+        newest = max(self._live.values(), key=lambda h: h.part_id, default=None)
+        if newest is not None and newest.reader.dictionary is not None:
+            self.dictionary = newest.reader.dictionary
+
+    # -- commit (the introducer) -------------------------------------------------------------
+    def _check_writable(self) -> None:
+        if self._closed:
+            raise StoreClosedError(f"table {self.path} is closed")
+        if self._poison is not None:
+            raise PoisonedTableError(self.path, self._poison)
+
+    def _guard_fsync(self, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except FsyncFailed as e:
+            self._poison = e
+            self.log.error("fsync failed; table poisoned until reopen: {}", e)
+            raise
+
+    def _write_manifest(self, parts: list[int]) -> None:
+        epoch = self._epoch + 1
+        self._guard_fsync(lambda: write_manifest(self.fs, self.path, epoch, parts))
+        self._epoch = epoch
+
+    def _commit(self, add: list[PartHandle], remove: list[int]) -> None:
+        """Make `add` live and `remove` retired, durably (SPEC §5 step 4), then visibly."""
+        with self._commit_lock:
+            self._check_writable()
+            missing = [r for r in remove if r not in self._live]
+            if missing:
+                raise RuntimeError(f"parts {missing} are no longer live (quarantined meanwhile?)")
+            ids = sorted((set(self._live) - set(remove)) | {h.part_id for h in add})
+            self._write_manifest(ids)
+            retired = [self._live.pop(r) for r in remove]
+            for h in add:
+                self._live[h.part_id] = h
+            try:
+                prune_manifests(self.fs, self.path, self._epoch - 1)
+            except OSError as e:  # an old manifest left behind is harmless
+                self.log.warning("could not prune old manifests: {}", e)
+        for h in retired:
+            h.retire()
+
+    def allocate_id(self) -> int:
+        with self._commit_lock:
+            pid = self._next_id
+            self._next_id += 1
+            return pid
+
+    # -- writes & memory parts ---------------------------------------------------------------
+    def append(self, rows: Rows) -> None:
+        with self._buf_lock:
+            self._check_writable()
+            if not self._pending:
+                self._pending_since = time.monotonic()
+            self._pending.append(rows)
+            self._pending_rows += rows_len(rows)
+            self._mem_view = None  # rebuilt lazily by the next query
+
+    @property
+    def pending_rows(self) -> int:
+        return self._pending_rows
+
+    @property
+    def pending_age(self) -> float:
+        return time.monotonic() - self._pending_since if self._pending else 0.0
+
+    def _build_part(self, rows: Rows, part_id: int) -> tuple[MemSink, PartMeta]:
+        engine = self.engine
+        rows, keys = sort_rows(engine, rows)
+        rows, keys = self._apply_rule(rows, keys)
+        sink = MemSink()
+        ptags, tag_data = tags_for_rows(engine.schema, rows)
+        self._maybe_train_dictionary(rows, keys)
+        w = PartWriter(sink, engine.schema, self.env.layout, ptags, dictionary=self.dictionary, threads=self.env.threads)
+        for a, b in block_bounds(engine.schema, keys, row_sizes(engine.schema, rows)):
+            w.add_block(keys[a], take(rows, slice(a, b)), {t: d[a:b] for t, d in tag_data.items()})
+        meta = w.finish(part_id=part_id, engine=engine.name, dataset=self.dataset)
+        return sink, meta
+
+    def _apply_rule(self, rows: Rows, keys: list[bytes]) -> tuple[Rows, list[bytes]]:
+        """Run the engine's equal-key rule over each group of equal block keys."""
+        from lamina.engine import _identity
+
+        if self.engine.equal_key_rule is _identity:
+            return rows, keys
+        n = len(keys)
+        bounds = [0] + [i for i in range(1, n) if keys[i] != keys[i - 1]] + [n]
+        groups = [self.engine.equal_key_rule(take(rows, slice(a, b))) for a, b in zip(bounds, bounds[1:], strict=False)]
+        out_keys = [keys[a] for a, g in zip(bounds, groups, strict=False) for _ in range(rows_len(g))]
+        return concat(self.engine.schema, groups), out_keys
+
+    def _maybe_train_dictionary(self, rows: Rows, keys: list[bytes]) -> None:
+        from lamina.format.part_writer import train_for_layout
+
+        if self.dictionary is None and self.env.layout.dictionary_files:
+            self.dictionary = train_for_layout(self.engine.schema, self.env.layout, rows, keys)
+
+    def _memory_view(self) -> PartHandle | None:
+        with self._buf_lock:
+            if not self._pending:
+                return None
+            if self._mem_view is None:
+                rows = concat(self.engine.schema, self._pending)
+                sink, meta = self._build_part(rows, 0)
+                reader = PartReader.open(MemSource(sink.files), "memory", meta=meta, kinds=self.kinds,
+                                         key_filter=self.env.layout.key_filter, engine=self.engine.name)
+                self._mem_view = PartHandle(reader, in_memory=True)
+            self._mem_view.incref()
+            return self._mem_view
+
+    # -- flush -------------------------------------------------------------------------------
+    def flush(self) -> int | None:
+        """Write the buffered rows as one part and commit it. Durable when it returns."""
+        with self._flush_lock:
+            with self._buf_lock:
+                self._check_writable()
+                if not self._pending:
+                    return None
+                batches, self._pending = self._pending, []
+                nrows, self._pending_rows = self._pending_rows, 0
+                view, self._mem_view = self._mem_view, None
+            rows = concat(self.engine.schema, batches)
+            flushing = view
+            try:
+                if flushing is None:
+                    sink, meta = self._build_part(rows, 0)
+                    flushing = PartHandle(PartReader.open(MemSource(sink.files), "memory", meta=meta, kinds=self.kinds,
+                                                          key_filter=self.env.layout.key_filter, engine=self.engine.name), in_memory=True)
+                else:
+                    flushing.incref()
+                with self._buf_lock:
+                    self._flushing.append(flushing)
+                pid = self.allocate_id()
+                files = flushing.reader.source.files  # type: ignore[attr-defined]
+                meta = attrs.evolve(flushing.reader.meta, part_id=pid)
+                pname = names.part_name(pid)
+                self._guard_fsync(lambda: write_mem_part(self.fs, posixpath.join(self.path, pname), files, meta))
+                handle = self._handle(self._open_part(pname, meta))
+                try:
+                    self._commit([handle], [])
+                except BaseException:
+                    handle.reader.close()
+                    remove_partial(self.fs, posixpath.join(self.path, pname))
+                    raise
+            except BaseException:
+                # Nothing was acknowledged: put the rows back so a retry (after ENOSPC is fixed,
+                # say) flushes them. Rows written meanwhile stay after them.
+                with self._buf_lock:
+                    self._pending.insert(0, rows)
+                    self._pending_rows += nrows
+                    self._mem_view = None
+                self.env.metrics.inc("lamina_flush_errors_total", engine=self.engine.name)
+                raise
+            finally:
+                with self._buf_lock:
+                    if flushing is not None and flushing in self._flushing:
+                        self._flushing.remove(flushing)
+                if flushing is not None:
+                    flushing.decref()
+                if view is not None:
+                    view.decref()
+        self.env.metrics.inc("lamina_flushes_total", engine=self.engine.name)
+        self.env.metrics.inc("lamina_flushed_rows_total", nrows, engine=self.engine.name)
+        self.env.hook.lamina_part_committed(engine=self.engine.name, dataset=self.dataset, table=self.path,
+                                            part=pname, kind="flush", rows=meta.rows)
+        return pid
+
+    # -- snapshots ---------------------------------------------------------------------------
+    def snapshot(self, *, include_memory: bool = True) -> Snapshot:
+        mem = self._memory_view() if include_memory else None
+        with self._commit_lock, self._buf_lock:
+            parts = list(self._live.values())
+            if include_memory:
+                parts += self._flushing
+        if mem is not None:
+            parts.append(mem)
+        snap = Snapshot(self._epoch, tuple(parts))
+        if mem is not None:
+            mem.decref()  # the snapshot holds its own reference now
+        return snap
+
+    def part_infos(self) -> list[PartInfo]:
+        with self._commit_lock:
+            return [
+                PartInfo(h.part_id, h.reader.meta.data_size(), h.reader.meta.rows, h.reader.meta.level, h.reader.meta.created_ns)
+                for h in self._live.values()
+            ]
+
+    # -- merge -------------------------------------------------------------------------------
+    def merge(self, part_ids: list[int]) -> int | None:
+        """Merge the given live parts into one. A damaged input is quarantined (the merge is
+        abandoned, its partial output removed) and None returned; the caller retries without it."""
+        with self._merge_lock:
+            self._check_writable()
+            snap = self.snapshot(include_memory=False)
+            try:
+                inputs = [h for h in snap.parts if h.part_id in set(part_ids)]
+                if len(inputs) < 2:
+                    return None
+                inputs.sort(key=lambda h: h.part_id)  # older first: the equal-key rule relies on it
+                return self._merge(inputs)
+            finally:
+                snap.release()
+
+    def _merge(self, inputs: list[PartHandle]) -> int | None:
+        t0 = time.monotonic()
+        pid = self.allocate_id()
+        pname = names.part_name(pid)
+        ppath = posixpath.join(self.path, pname)
+        readers = [h.reader for h in inputs]
+        sink: DirSink | None = None
+        try:
+            sink = self._guard_fsync(lambda: DirSink(self.fs, ppath))
+            meta = merge_parts(self.engine, self.env.layout, readers, sink, part_id=pid, dataset=self.dataset,
+                               dictionary=self.dictionary, threads=self.env.threads)
+            self._guard_fsync(sink.close)
+            self._guard_fsync(lambda: publish(self.fs, ppath, meta))
+            handle = self._handle(self._open_part(pname, meta))
+        except CorruptPartError as e:
+            if sink is not None:
+                sink.abort()
+            remove_partial(self.fs, ppath)
+            self.env.metrics.inc("lamina_merge_errors_total", engine=self.engine.name)
+            bad = next((h for h in inputs if h.name == e.part), None)
+            if bad is None:
+                raise
+            self.quarantine(bad.part_id, e.with_engine(self.engine.name), stage="merge")
+            return None
+        except BaseException:
+            if sink is not None:
+                sink.abort()
+            remove_partial(self.fs, ppath)
+            self.env.metrics.inc("lamina_merge_errors_total", engine=self.engine.name)
+            raise
+        try:
+            self._commit([handle], [h.part_id for h in inputs])
+        except BaseException:
+            handle.reader.close()
+            remove_partial(self.fs, ppath)
+            raise
+        m = self.env.metrics
+        m.inc("lamina_merges_total", engine=self.engine.name)
+        m.inc("lamina_merged_parts_total", len(inputs), engine=self.engine.name)
+        secs = time.monotonic() - t0
+        self.log.bind(part=pname).debug("merged {} parts into {} in {:.3f}s", len(inputs), pname, secs)
+        self.env.hook.lamina_part_committed(engine=self.engine.name, dataset=self.dataset, table=self.path,
+                                            part=pname, kind="merge", rows=meta.rows)
+        self.env.hook.lamina_merge_finished(engine=self.engine.name, table=self.path,
+                                            inputs=[h.name for h in inputs], output=pname, seconds=secs)
+        return pid
+
+    # -- quarantine --------------------------------------------------------------------------
+    def _set_aside(self, pname: str, err: CorruptPartError, *, stage: str) -> dict[str, Any]:
+        """Move a part to corrupt/ with reason.json; log, count, announce. Manifest is the caller's."""
+        reason = reason_record(err, engine=self.engine.name, dataset=self.dataset, table=self.path, stage=stage)
+        move_to_corrupt(self.fs, self.path, pname, reason)
+        from lamina.format.records import CONVERTER
+
+        fields = CONVERTER.unstructure(reason)
+        self.log.bind(part=pname, **{k: v for k, v in fields.items() if k not in ("part", "engine", "table")}).error(
+            "quarantined part {} of {}: {} in {} at offset {}: {}", pname, self.path, err.reason.value, err.file, err.offset, err.detail
+        )
+        self.env.metrics.inc("lamina_corrupt_parts_total", engine=self.engine.name, stage=stage, reason=err.reason.value)
+        self.env.hook.lamina_part_quarantined(engine=self.engine.name, table=self.path, part=pname, reason=fields)
+        return fields
+
+    def quarantine(self, part_id: int, err: CorruptPartError, *, stage: str) -> bool:
+        """Set a live part aside and commit a manifest without it. False if it was not live."""
+        with self._commit_lock:
+            h = self._live.get(part_id)
+            if h is None:
+                return False
+            self._check_writable()
+            self._set_aside(h.name, err, stage=stage)
+            self._write_manifest(sorted(set(self._live) - {part_id}))
+            del self._live[part_id]
+            h.in_memory = True  # its directory already moved: nothing to delete when freed
+        h.retire()
+        return True
+
+    # -- retention & lifecycle ---------------------------------------------------------------
+    def close(self) -> None:
+        with self._commit_lock:
+            if self._closed:
+                return
+            self._closed = True
+            live, self._live = list(self._live.values()), {}
+        for h in live:
+            h.decref()
+        with self._buf_lock:
+            if self._mem_view is not None:
+                self._mem_view.decref()
+                self._mem_view = None
+
+    @property
+    def live_parts(self) -> list[PartHandle]:
+        with self._commit_lock:
+            return list(self._live.values())
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch
+
+    @property
+    def poisoned(self) -> bool:
+        return self._poison is not None
