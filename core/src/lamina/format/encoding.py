@@ -27,6 +27,7 @@ Byte formats (all integers little-endian):
 
 from __future__ import annotations
 
+import itertools
 import math
 import operator
 import struct
@@ -258,6 +259,13 @@ def _wrapping_diff(x: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     return (u[1:] - u[:-1]).view(np.int64)
 
 
+_STRUCT_CODE: Final = {1: "b", 2: "h", 4: "i", 8: "q"}
+# Up to this many values the int64 codec works on Python lists: a numpy call costs ~1 µs whatever
+# its size, and a 10-value block would pay for a dozen of them (measured: 12 µs vs 4 µs to encode
+# 10 timestamps). Both paths produce identical bytes (tested).
+SMALL_LIST: Final = 32
+
+
 def encode_int64s(values: npt.ArrayLike) -> bytes:
     """Encode an int64 list as the smallest of CONST/DELTA_CONST/DELTA/DELTA_OF_DELTA/RAW.
 
@@ -272,13 +280,59 @@ def encode_int64s(values: npt.ArrayLike) -> bytes:
     n = int(v.size)
     if n == 0:
         return _HEAD0.pack(KIND_RAW, 1)
+    if n <= SMALL_LIST:
+        return _encode_int64s_small(v.tolist())
+    return _encode_int64s_vector(v)
+
+
+def _encode_int64s_small(vals: list[int]) -> bytes:
+    """`encode_int64s` for short lists, on Python ints (exact, so overflow is a range check)."""
+    n = len(vals)
+    lo, hi = min(vals), max(vals)
+    raw_w = _signed_width(lo, hi)
+    # (encoded size, decode-cost rank, kind, width, packed values): min() picks the smallest,
+    # then the cheapest to decode; the same order as the vectorized path.
+    best: tuple[int, int, int, int, list[int]] = (2 + n * raw_w, 2, KIND_RAW, raw_w, vals)
+    if lo == hi:
+        best = min(best, (10, 0, KIND_CONST, 0, []))
+    d: list[int] = []
+    if n >= 2 and best[0] > 10 + (n - 1):
+        d = [y - x for x, y in zip(vals, vals[1:], strict=False)]
+        dlo, dhi = min(d), max(d)
+        if dlo >= INT64_MIN and dhi <= INT64_MAX:
+            if dlo == dhi:
+                best = min(best, (18, 1, KIND_DELTA_CONST, 0, []))
+            d_w = _signed_width(dlo, dhi)
+            best = min(best, (10 + (n - 1) * d_w, 3, KIND_DELTA, d_w, d))
+            if n >= 3 and best[0] > 18 + (n - 2):
+                dd = [y - x for x, y in zip(d, d[1:], strict=False)]
+                ddlo, ddhi = min(dd), max(dd)
+                if ddlo >= INT64_MIN and ddhi <= INT64_MAX:
+                    dd_w = _signed_width(ddlo, ddhi)
+                    best = min(best, (18 + (n - 2) * dd_w, 4, KIND_DELTA_OF_DELTA, dd_w, dd))
+    _, _, kind, width, packed = best
+    code = f"{len(packed)}{_STRUCT_CODE[width]}" if packed else ""
+    if kind == KIND_RAW:
+        return struct.pack("<BB" + code, kind, width, *packed)
+    if kind == KIND_CONST:
+        return _HEAD1.pack(KIND_CONST, 0, lo)
+    if kind == KIND_DELTA_CONST:
+        return _HEAD2.pack(KIND_DELTA_CONST, 0, vals[0], d[0])
+    if kind == KIND_DELTA:
+        return struct.pack("<BBq" + code, kind, width, vals[0], *packed)
+    return struct.pack("<BBqq" + code, kind, width, vals[0], d[0], *packed)
+
+
+def _encode_int64s_vector(v: npt.NDArray[np.int64]) -> bytes:
+    """`encode_int64s` for longer lists: every pass is one numpy operation."""
+    n = int(v.size)
     lo, hi = int(v.min()), int(v.max())
     raw_w = _signed_width(lo, hi)
     # (encoded size, decode-cost rank, kind, width): min() picks smallest, then cheapest.
     cands = [(2 + n * raw_w, 2, KIND_RAW, raw_w)]
     if lo == hi:
         cands.append((10, 0, KIND_CONST, 0))
-    d = dd = None
+    d = dd = np.empty(0, dtype=np.int64)
     if n >= 2 and min(cands)[0] > 10 + (n - 1):
         d = _wrapping_diff(v)
         if hi - lo <= INT64_MAX or _diff_fits(v, d):
@@ -297,12 +351,10 @@ def encode_int64s(values: npt.ArrayLike) -> bytes:
         return _HEAD0.pack(KIND_RAW, width) + v.astype(_LE_INT[width]).tobytes()
     if kind == KIND_CONST:
         return _HEAD1.pack(KIND_CONST, 0, lo)
-    assert d is not None  # the delta kinds are only candidates once d exists
     if kind == KIND_DELTA_CONST:
         return _HEAD2.pack(KIND_DELTA_CONST, 0, int(v[0]), int(d[0]))
     if kind == KIND_DELTA:
         return _HEAD1.pack(KIND_DELTA, width, int(v[0])) + d.astype(_LE_INT[width]).tobytes()
-    assert dd is not None
     head = _HEAD2.pack(KIND_DELTA_OF_DELTA, width, int(v[0]), int(d[0]))
     return head + dd.astype(_LE_INT[width]).tobytes()
 
@@ -336,6 +388,25 @@ def _cumsum_checked(out: npt.NDArray[np.int64], max_abs_step: int, what: str) ->
     # cur = prev + step overflowed iff prev and step share a sign that cur does not have.
     if bool(np.any(((prev ^ cur) & (steps ^ cur)) < 0)):
         raise DecodeError(f"{what}: decoded values overflow int64")
+
+
+def _decode_deltas_small(data: Buffer, kind: int, width: int, m: int) -> npt.NDArray[np.int64]:
+    """DELTA / DELTA_OF_DELTA for short lists on Python ints; same results and errors as numpy."""
+    first = _I64.unpack_from(data, 2)[0]
+    n_head = 1 if kind == KIND_DELTA else 2
+    steps = struct.unpack_from(f"<{m}{_STRUCT_CODE[width]}", data, 2 + 8 * n_head)
+    if kind == KIND_DELTA_OF_DELTA:
+        deltas = list(itertools.accumulate(steps, initial=_I64.unpack_from(data, 10)[0]))
+        if min(deltas) < INT64_MIN or max(deltas) > INT64_MAX:
+            raise DecodeError("int64 list: DELTA_OF_DELTA deltas: decoded values overflow int64")
+        what = "int64 list: DELTA_OF_DELTA"
+    else:
+        deltas = list(steps)
+        what = "int64 list: DELTA"
+    vals = list(itertools.accumulate(deltas, initial=first))
+    if min(vals) < INT64_MIN or max(vals) > INT64_MAX:
+        raise DecodeError(f"{what}: decoded values overflow int64")
+    return np.array(vals, dtype=np.int64)
 
 
 def decode_int64s(
@@ -388,6 +459,8 @@ def decode_int64s(
             f"int64 list: {name} width {width} with {count} values must be {want} bytes, "
             f"got {n_bytes}"
         )
+    if kind != KIND_RAW and count <= SMALL_LIST:
+        return _decode_deltas_small(data, kind, width, m)
     out = np.empty(count, dtype=np.int64)
     out[n_head:] = np.frombuffer(data, dtype=dtype, count=m, offset=2 + 8 * n_head)
     if kind == KIND_RAW:
