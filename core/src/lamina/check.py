@@ -1,0 +1,413 @@
+"""`lamina check`: a read-only fsck of a store.
+
+`check_store` walks every table directory (`<root>/<engine>/<dataset>/seg-*/shard-*`), verifies its
+newest manifest, and opens every listed part the way the store would (commit record, file sizes,
+small-file checksums); `deep=True` also reads, checksums and decodes every frame.
+
+It never changes anything: no recovery, no quarantine, no clean-up, no manifest written. It is safe
+to run against a store another process has open; a table that changes under it (a flush or merge
+committing meanwhile) is checked again at its new epoch.
+
+What it finds is a list of `Problem`s, each with a severity:
+
+- `damage`: the store would refuse to open (damaged newest manifest or descriptor, a listed part
+  gone), or a listed part fails validation (it would be quarantined at the next open or read);
+- `warning`: needs an operator's eye but loses nothing more (parts already in `corrupt/`, foreign
+  files the store leaves untouched, a quarantine cut short by a crash);
+- `info`: what the next open cleans up by itself (unlisted part directories, `*.tmp` files, segments
+  being dropped) and tables skipped because their engine is not installed.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import time
+from enum import StrEnum
+
+import attrs
+
+from lamina import names
+from lamina.engine import Engine
+from lamina.errors import CorruptPartError, LaminaError
+from lamina.format.part_meta import SUPPORTED_VERSIONS, Manifest, QuarantineReason
+from lamina.format.part_reader import DirSource, PartReader
+from lamina.format.records import RecordError, load_record
+from lamina.io.fs import FileSystem, OSFileSystem, absolute
+from lamina.plugins import Registry, load_registry
+
+#: Tries per table when it keeps changing under the check (a live store flushing and merging).
+_ATTEMPTS = 5
+
+
+class NotAStoreError(LaminaError):
+    """The path is not a Lamina store (no `lamina.json`)."""
+
+    def __init__(self, path: str, why: str) -> None:
+        self.path = path
+        super().__init__(f"{path} is not a Lamina store: {why}")
+
+
+class Severity(StrEnum):
+    DAMAGE = "damage"
+    WARNING = "warning"
+    INFO = "info"
+
+
+class Kind(StrEnum):
+    """What a problem is about. `corrupt_part` carries a `CorruptionReason` in `reason`."""
+
+    DESCRIPTOR = "descriptor"
+    CORRUPT_MANIFEST = "corrupt_manifest"
+    NO_MANIFEST = "no_manifest"
+    CORRUPT_PART = "corrupt_part"
+    MISSING_PART = "missing_part"
+    IO_ERROR = "io_error"
+    INTERRUPTED_QUARANTINE = "interrupted_quarantine"
+    QUARANTINED = "quarantined"
+    UNLISTED_PART = "unlisted_part"
+    TMP_FILE = "tmp_file"
+    DROPPING_SEGMENT = "dropping_segment"
+    FOREIGN_ENTRY = "foreign_entry"
+    ENGINE_NOT_INSTALLED = "engine_not_installed"
+    BUSY = "busy"
+
+
+@attrs.frozen
+class Problem:
+    severity: Severity
+    kind: Kind
+    #: Table directory relative to the store root ("trace/default/seg-20250101/shard-0"), or the
+    #: store-level path the problem concerns.
+    table: str
+    part: str = ""
+    file: str = ""
+    #: Byte offset of the damage in `file`; -1 when it concerns the whole file.
+    offset: int = -1
+    #: For `corrupt_part`: a `CorruptionReason` value (checksum, size_mismatch, ...).
+    reason: str = ""
+    detail: str = ""
+    expected: str = ""
+    actual: str = ""
+
+    @property
+    def is_damage(self) -> bool:
+        return self.severity is Severity.DAMAGE
+
+
+@attrs.frozen
+class TableSummary:
+    path: str  # relative to the store root
+    engine: str
+    dataset: str
+    #: "ok", "damaged", or "skipped: engine not installed".
+    status: str
+    epoch: int = 0
+    parts: int = 0
+    rows: int = 0
+    bytes: int = 0
+
+
+@attrs.frozen
+class CheckReport:
+    store: str
+    deep: bool
+    ok: bool
+    problems: list[Problem]
+    parts_checked: int
+    frames_checked: int
+    tables: list[TableSummary]
+    seconds: float
+
+    @property
+    def damage(self) -> list[Problem]:
+        return [p for p in self.problems if p.is_damage]
+
+
+def _s(v: object) -> str:
+    return "" if v is None else str(v)
+
+
+def _part_problem(table: str, err: CorruptPartError) -> Problem:
+    return Problem(
+        Severity.DAMAGE, Kind.CORRUPT_PART, table, part=err.part, file=err.file, offset=err.offset,
+        reason=err.reason.value, detail=err.detail, expected=_s(err.expected), actual=_s(err.actual),
+    )
+
+
+@attrs.define
+class _TableResult:
+    summary: TableSummary
+    problems: list[Problem]
+    parts: int = 0
+    frames: int = 0
+    epoch: int | None = None
+
+
+class _Checker:
+    def __init__(self, fs: FileSystem, root: str, registry: Registry, deep: bool) -> None:
+        self.fs, self.root, self.registry, self.deep = fs, root, registry, deep
+        self.problems: list[Problem] = []
+        self.tables: list[TableSummary] = []
+        self.parts = self.frames = 0
+
+    def rel(self, path: str) -> str:
+        return posixpath.relpath(path, self.root)
+
+    def add(self, severity: Severity, kind: Kind, where: str, **kw: object) -> None:
+        self.problems.append(Problem(severity, kind, where, **kw))  # type: ignore[arg-type]
+
+    def listdir(self, path: str) -> list[str]:
+        try:
+            return self.fs.listdir(path)
+        except OSError as e:
+            self.add(Severity.DAMAGE, Kind.IO_ERROR, self.rel(path), detail=f"cannot list: {e}")
+            return []
+
+    # -- store level -------------------------------------------------------------------------
+    def run(self) -> None:
+        self.check_descriptor()
+        for name in self.listdir(self.root):
+            path = posixpath.join(self.root, name)
+            if name == names.STORE_DESCRIPTOR:
+                continue
+            if name.endswith(names.TMP_SUFFIX):
+                self.add(Severity.INFO, Kind.TMP_FILE, name, detail="leftover of an interrupted atomic write")
+            elif self.fs.is_dir(path):
+                self.check_engine_dir(name, path)
+            else:
+                self.add(Severity.WARNING, Kind.FOREIGN_ENTRY, name, detail="not a Lamina file; left untouched")
+
+    def check_descriptor(self) -> None:
+        from lamina.store import DESCRIPTOR_VERSION
+
+        try:
+            data = json.loads(self.fs.read_file(posixpath.join(self.root, names.STORE_DESCRIPTOR)))
+            version = data["format_version"]
+        except (ValueError, KeyError, TypeError, OSError) as e:
+            self.add(Severity.DAMAGE, Kind.DESCRIPTOR, names.STORE_DESCRIPTOR,
+                     detail=f"unreadable store descriptor ({type(e).__name__}: {e}); the store will not open")
+            return
+        if version != DESCRIPTOR_VERSION:
+            self.add(Severity.DAMAGE, Kind.DESCRIPTOR, names.STORE_DESCRIPTOR, reason="format_version",
+                     detail=f"store format {version!r} is not supported (this Lamina reads {DESCRIPTOR_VERSION})",
+                     expected=str(DESCRIPTOR_VERSION), actual=str(version))
+
+    def check_engine_dir(self, engine_name: str, path: str) -> None:
+        engine = self.registry.engines.get(engine_name)
+        tables = list(self.table_dirs(path))
+        if engine is None:
+            self.add(Severity.INFO, Kind.ENGINE_NOT_INSTALLED, engine_name,
+                     detail=f"{len(tables)} table(s) skipped: engine {engine_name!r} is not installed")
+        for dataset, tpath in tables:
+            if engine is None:
+                self.tables.append(TableSummary(self.rel(tpath), engine_name, dataset,
+                                                "skipped: engine not installed"))
+            else:
+                self.check_table(engine, dataset, tpath)
+
+    def table_dirs(self, engine_path: str) -> list[tuple[str, str]]:
+        """(dataset, table path) of every table under an engine directory; reports strays."""
+        out = []
+        for dataset in self.listdir(engine_path):
+            dpath = posixpath.join(engine_path, dataset)
+            if not names.valid_dataset(dataset) or not self.fs.is_dir(dpath):
+                self.add(Severity.WARNING, Kind.FOREIGN_ENTRY, self.rel(dpath), detail="not a dataset; left untouched")
+                continue
+            for seg in self.listdir(dpath):
+                spath = posixpath.join(dpath, seg)
+                if seg.endswith(names.DROPPING_SUFFIX) and self.fs.is_dir(spath):
+                    self.add(Severity.INFO, Kind.DROPPING_SEGMENT, self.rel(spath),
+                             detail="retention drop cut short; removed at the next open")
+                    continue
+                if names.parse_segment_name(seg) is None or not self.fs.is_dir(spath):
+                    self.add(Severity.WARNING, Kind.FOREIGN_ENTRY, self.rel(spath),
+                             detail="not a segment; left untouched")
+                    continue
+                for shard in self.listdir(spath):
+                    tpath = posixpath.join(spath, shard)
+                    if names.parse_shard_name(shard) is None or not self.fs.is_dir(tpath):
+                        self.add(Severity.WARNING, Kind.FOREIGN_ENTRY, self.rel(tpath),
+                                 detail="not a shard; left untouched")
+                        continue
+                    out.append((dataset, tpath))
+        return out
+
+    # -- tables ------------------------------------------------------------------------------
+    def check_table(self, engine: Engine, dataset: str, path: str) -> None:
+        result = _TableResult(TableSummary(self.rel(path), engine.name, dataset, "ok"), [])
+        for attempt in range(_ATTEMPTS):
+            result = self.check_table_once(engine, dataset, path)
+            if not any(p.is_damage for p in result.problems):
+                break
+            # A live store may have committed (merge, quarantine) while we read: damage seen
+            # against a manifest that is no longer the newest proves nothing. Check again.
+            if self.newest_epoch(path) == result.epoch:
+                break
+            if attempt == _ATTEMPTS - 1:
+                result.problems.append(Problem(
+                    Severity.WARNING, Kind.BUSY, self.rel(path),
+                    detail=f"table kept changing during the check ({_ATTEMPTS} tries); results may be stale",
+                ))
+        self.problems.extend(result.problems)
+        self.tables.append(result.summary)
+        self.parts += result.parts
+        self.frames += result.frames
+
+    def newest_epoch(self, path: str) -> int | None:
+        try:
+            epochs = [e for n in self.fs.listdir(path) if (e := names.parse_manifest_name(n)) is not None]
+        except OSError:
+            return None
+        return max(epochs, default=None)
+
+    def load_manifest(self, table: str, path: str, entries: list[str], out: list[Problem]) -> Manifest | None:
+        """The newest manifest that verifies. A damaged newest one is damage (the store refuses to
+        open); the parts are then checked against the newest older one that verifies, if any."""
+        epochs = sorted((e for n in entries if (e := names.parse_manifest_name(n)) is not None), reverse=True)
+        if not epochs:
+            out.append(Problem(Severity.INFO, Kind.NO_MANIFEST, table,
+                               detail="no manifest yet (nothing committed); written at the next open"))
+            return None
+        for i, epoch in enumerate(epochs):
+            fname = names.manifest_name(epoch)
+            try:
+                m = load_record(self.fs.read_file(posixpath.join(path, fname)), Manifest, SUPPORTED_VERSIONS)
+                if m.epoch != epoch:
+                    raise RecordError([f"epoch {m.epoch} in a file named for epoch {epoch}"])
+                if i > 0:
+                    out.append(Problem(Severity.INFO, Kind.CORRUPT_MANIFEST, table, file=fname,
+                                       detail=f"parts checked against older manifest epoch {epoch}"))
+                return m
+            except (RecordError, OSError) as e:
+                if i == 0:
+                    out.append(Problem(
+                        Severity.DAMAGE, Kind.CORRUPT_MANIFEST, table, file=fname,
+                        reason="format_version" if getattr(e, "version", False) else "metadata",
+                        detail=f"newest manifest is damaged ({e}); the store refuses to open this table "
+                               "(repair it, or open with allow_rollback=True)",
+                    ))
+        return None
+
+    def check_table_once(self, engine: Engine, dataset: str, path: str) -> _TableResult:
+        table = self.rel(path)
+        res = _TableResult(TableSummary(table, engine.name, dataset, "ok"), [])
+        out = res.problems
+        entries = self.listdir(path)
+        manifest = self.load_manifest(table, path, entries, out)
+        live = set(manifest.parts) if manifest else set()
+        res.epoch = max((e for n in entries if (e := names.parse_manifest_name(n)) is not None), default=None)
+        cdir = posixpath.join(path, names.CORRUPT_DIR)
+        corrupt = self.listdir(cdir) if self.fs.is_dir(cdir) else []
+
+        # Leftovers and strays in the table directory.
+        for name in entries:
+            if name.endswith(names.TMP_SUFFIX):
+                out.append(Problem(Severity.INFO, Kind.TMP_FILE, table, file=name,
+                                   detail="leftover of an interrupted atomic write; removed at the next open"))
+            elif (pid := names.parse_part_name(name)) is not None:
+                if pid not in live and manifest is not None:
+                    out.append(Problem(Severity.INFO, Kind.UNLISTED_PART, table, part=name,
+                                       detail="not in the manifest (uncommitted output, or a flush/merge in "
+                                              "progress); removed at the next open"))
+            elif name != names.CORRUPT_DIR and names.parse_manifest_name(name) is None:
+                out.append(Problem(Severity.WARNING, Kind.FOREIGN_ENTRY, table, file=name,
+                                   detail="not a Lamina file; left untouched"))
+
+        # Parts already set aside.
+        for name in corrupt:
+            out.append(self.quarantined(table, posixpath.join(cdir, name), name))
+
+        # Listed parts.
+        layout = self.registry.pm.hook.lamina_file_layout(engine=engine)
+        kinds = {c.name: c.kind for c in engine.schema.columns}
+        for pid in sorted(live):
+            pname = names.part_name(pid)
+            ppath = posixpath.join(path, pname)
+            if not self.fs.exists(ppath):
+                if pname in corrupt:
+                    out.append(Problem(Severity.WARNING, Kind.INTERRUPTED_QUARANTINE, table, part=pname,
+                                       detail="listed but already in corrupt/; the next open completes it"))
+                else:
+                    out.append(Problem(Severity.DAMAGE, Kind.MISSING_PART, table, part=pname,
+                                       detail="listed in the manifest but its directory is missing (removed "
+                                              "outside Lamina); the store refuses to open this table"))
+                continue
+            res.parts += 1
+            reader = None
+            try:
+                reader = PartReader.open(DirSource(self.fs, ppath), pname, kinds=kinds,
+                                         key_filter=layout.key_filter, engine=engine.name)
+                res.summary = attrs.evolve(res.summary, rows=res.summary.rows + reader.meta.rows,
+                                           bytes=res.summary.bytes + reader.meta.data_size())
+                if self.deep:
+                    res.frames += reader.verify_all()
+            except CorruptPartError as e:
+                out.append(_part_problem(table, e))
+            except OSError as e:
+                out.append(Problem(Severity.DAMAGE, Kind.IO_ERROR, table, part=pname,
+                                   file=posixpath.basename(e.filename or ""), reason="io",
+                                   detail=f"{type(e).__name__}: {e}"))
+            except Exception as e:  # a reader bug must not abort the whole check
+                out.append(Problem(Severity.DAMAGE, Kind.CORRUPT_PART, table, part=pname, reason="decode",
+                                   detail=f"unexpected {type(e).__name__} while reading: {e}"))
+            finally:
+                if reader is not None:
+                    reader.close()
+
+        if manifest is not None:
+            res.summary = attrs.evolve(res.summary, epoch=manifest.epoch, parts=len(live))
+        if any(p.is_damage for p in out):
+            res.summary = attrs.evolve(res.summary, status="damaged")
+        return res
+
+    def quarantined(self, table: str, path: str, name: str) -> Problem:
+        try:
+            r = load_record(self.fs.read_file(posixpath.join(path, names.REASON)), QuarantineReason,
+                            SUPPORTED_VERSIONS)
+        except (OSError, RecordError) as e:
+            return Problem(Severity.WARNING, Kind.QUARANTINED, table, part=name,
+                           detail=f"in corrupt/ without a readable reason.json ({e})")
+        at = f" at offset {r.offset}" if r.offset >= 0 else ""
+        return Problem(Severity.WARNING, Kind.QUARANTINED, table, part=name, file=r.file, offset=r.offset,
+                       reason=r.reason, expected=r.expected, actual=r.actual,
+                       detail=f"quarantined at {r.time} during {r.stage}: {r.reason} in {r.file}{at}: {r.detail}")
+
+
+def is_store(path: str, fs: FileSystem | None = None) -> bool:
+    fs = fs or OSFileSystem()
+    return fs.is_dir(path) and fs.exists(posixpath.join(path, names.STORE_DESCRIPTOR))
+
+
+def check_store(
+    path: str,
+    *,
+    deep: bool = False,
+    fs: FileSystem | None = None,
+    registry: Registry | None = None,
+) -> CheckReport:
+    """Check every table of the store at `path` without changing anything.
+
+    `deep` also reads, checksums and decodes every frame of every part (reads all the data).
+    `registry` defaults to the engines installed (entry points). Raises `NotAStoreError` if `path`
+    has no `lamina.json`.
+    """
+    fs = fs or OSFileSystem()
+    root = absolute(path) if isinstance(fs, OSFileSystem) else posixpath.normpath(path)
+    if not fs.is_dir(root):
+        raise NotAStoreError(root, "no such directory")
+    if not fs.exists(posixpath.join(root, names.STORE_DESCRIPTOR)):
+        raise NotAStoreError(root, f"no {names.STORE_DESCRIPTOR}")
+    t0 = time.monotonic()
+    checker = _Checker(fs, root, registry if registry is not None else load_registry(), deep)
+    checker.run()
+    return CheckReport(
+        store=root,
+        deep=deep,
+        ok=not any(p.is_damage for p in checker.problems),
+        problems=checker.problems,
+        parts_checked=checker.parts,
+        frames_checked=checker.frames,
+        tables=checker.tables,
+        seconds=time.monotonic() - t0,
+    )
