@@ -150,3 +150,23 @@ def test_observer_hooks_fire_on_commit_and_quarantine(tmp_path) -> None:  # type
     kv.merge_now()
     assert seen == [("committed", "flush"), ("committed", "flush"), ("committed", "merge"), ("merged", "2")]
     s.close()
+
+
+def test_block_schema_hook_overrides_one_dataset_only(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    class OneRowBlocks:
+        @lamina.hookimpl
+        def lamina_block_schema(self, engine, dataset):  # type: ignore[no-untyped-def]
+            return attrs.evolve(engine.schema, block_max_rows=1) if dataset == "tiny" else None
+
+    reg = Registry()
+    reg.pm.register(OneRowBlocks())
+    s = lamina.Store(str(tmp_path), registry=reg, engines=[KV], background=False)
+    kv = s.engine("kv")
+    batch = {"key": [b"a"] * 5, "ts": list(range(5)), "value": [b"v"] * 5, "tags": [{}] * 5}
+    for ds in ("default", "tiny"):
+        kv.write(batch, dataset=ds)
+    kv.flush()
+    blocks = {t.dataset: t.live_parts[0].reader.meta.blocks for t in kv.tables()}
+    assert blocks == {"default": 1, "tiny": 5}
+    assert len(kv.query(dataset="tiny")) == 5
+    s.close()

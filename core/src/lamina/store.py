@@ -61,6 +61,7 @@ class EngineHandle:
         self.name = engine.name
         self._tables: dict[tuple[str, int], Table] = {}
         self._lock = threading.RLock()
+        self._envs: dict[str, TableEnv] = {}
         self.env = TableEnv(
             fs=store.fs,
             engine=engine,
@@ -78,8 +79,21 @@ class EngineHandle:
             if t is None:
                 seg = names.segment_name(seg_start, self.engine.segment_interval_ns)
                 path = names.table_dir(self.store.path, self.name, dataset, seg, 0)
-                t = self._tables[key] = Table(self.env, path, dataset, seg_start).open()
+                t = self._tables[key] = Table(self._env_for(dataset), path, dataset, seg_start).open()
             return t
+
+    def _env_for(self, dataset: str) -> TableEnv:
+        """The table environment of a dataset: its schema may be overridden by a plugin through
+        `lamina_block_schema` (the engine's own schema is the default)."""
+        env = self._envs.get(dataset)
+        if env is None:
+            schema = self.store.registry.pm.hook.lamina_block_schema(engine=self.engine, dataset=dataset)
+            engine = self.engine if schema is self.engine.schema else attrs.evolve(self.engine, schema=schema)
+            env = self._envs[dataset] = attrs.evolve(self.env, engine=engine)
+        return env
+
+    def schema(self, dataset: str = "default") -> Any:
+        return self._env_for(dataset).engine.schema
 
     def _discover(self) -> None:
         fs, root = self.store.fs, posixpath.join(self.store.path, self.name)
@@ -111,8 +125,9 @@ class EngineHandle:
         if not names.valid_dataset(dataset):
             raise InvalidInputError("dataset", f"{dataset!r} is not a valid dataset name", engine=self.name)
         # The engine adapts its users' conventions; the core then validates strictly.
-        rows = columns_from_batch(self.engine.schema, self.engine.normalize(batch), self.name)
-        ts = rows[self.engine.schema.timestamp]
+        schema = self.schema(dataset)
+        rows = columns_from_batch(schema, self.engine.normalize(batch), self.name)
+        ts = rows[schema.timestamp]
         n = len(ts)
         if n == 0:
             return 0
@@ -129,7 +144,7 @@ class EngineHandle:
 
     def write_rows(self, rows: Iterable[Mapping[str, Any]], *, dataset: str = "default") -> int:
         """Row convenience: a list of dicts, one per row."""
-        return self.write(rows_to_batch(self.engine.schema, rows, self.name), dataset=dataset)
+        return self.write(rows_to_batch(self.schema(dataset), rows, self.name), dataset=dataset)
 
     def flush(self) -> list[int]:
         """Flush every table's buffer; durable when it returns. Returns the new part IDs."""
@@ -145,7 +160,7 @@ class EngineHandle:
         """Run the engine's query. A damaged part met on the way is quarantined and the query
         raises `CorruptPartError` naming it (re-running it then answers from the healthy parts)."""
         self.store._check_open()
-        ctx = QueryContext(self.engine.schema, self.tables(dataset))
+        ctx = QueryContext(self.schema(dataset), self.tables(dataset))
         try:
             return self.engine.query(ctx, **kwargs)
         except CorruptPartError as e:

@@ -587,16 +587,10 @@ def encode_bytes_list(items: Sequence[bytes]) -> bytes:
     return b"".join((put_uvarint(len(enc)), enc, *items))
 
 
-def decode_bytes_offsets(
-    data: Buffer, count: int, *, max_count: int = DEFAULT_MAX_COUNT
+def _bytes_list_parts(
+    data: Buffer, count: int, max_count: int
 ) -> tuple[memoryview, npt.NDArray[np.int64]]:
-    """(payload, offsets) of a bytes list: item i is payload[offsets[i]:offsets[i+1]].
-
-    `offsets` has count+1 entries from 0 to len(payload). Building `count` bytes objects costs
-    ~250 ns each (allocation, not copying), so a reader that needs a few items, or can work on
-    offsets with numpy, should use this and skip `decode_bytes_list`. The payload is a zero-copy
-    view of `data`. Lengths must be non-negative and add up to the payload size exactly.
-    """
+    """Split a bytes list into (payload view, decoded lengths); lengths not yet validated."""
     count = _check_count(count, "bytes list")
     mv = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
     try:
@@ -611,8 +605,21 @@ def decode_bytes_offsets(
         lengths = decode_int64s(mv[pos : pos + enc_len], count, max_count=max_count)
     except DecodeError as exc:
         raise DecodeError(f"bytes list: lengths: {exc}") from None
-    payload = mv[pos + enc_len :]
-    total = len(payload)
+    return mv[pos + enc_len :], lengths
+
+
+def decode_bytes_offsets(
+    data: Buffer, count: int, *, max_count: int = DEFAULT_MAX_COUNT
+) -> tuple[memoryview, npt.NDArray[np.int64]]:
+    """(payload, offsets) of a bytes list: item i is payload[offsets[i]:offsets[i+1]].
+
+    `offsets` has count+1 entries from 0 to len(payload). Building `count` bytes objects costs
+    ~250 ns each (allocation, not copying), so a reader that needs a few items, or can work on
+    offsets with numpy, should use this and skip `decode_bytes_list`. The payload is a zero-copy
+    view of `data`. Lengths must be non-negative and add up to the payload size exactly.
+    """
+    payload, lengths = _bytes_list_parts(data, count, max_count)
+    count, total = lengths.size, len(payload)
     offsets = np.empty(count + 1, dtype=np.int64)
     offsets[0] = 0
     if count == 0:
@@ -646,6 +653,8 @@ def decode_bytes_list(
     Offsets come from one numpy cumsum (`decode_bytes_offsets`), so the only per-item Python work
     is slicing out the results, straight from `data` when it is `bytes`.
     """
+    if count <= SMALL_LIST:
+        return _decode_bytes_list_small(data, count, max_count)
     payload, offsets = decode_bytes_offsets(data, count, max_count=max_count)
     if isinstance(data, bytes):
         src, base = data, len(data) - len(payload)
@@ -654,6 +663,25 @@ def decode_bytes_list(
     else:
         src = bytes(payload)
     bounds = offsets.tolist()
+    return [src[s:e] for s, e in itertools.pairwise(bounds)]
+
+
+def _decode_bytes_list_small(data: Buffer, count: int, max_count: int) -> list[bytes]:
+    """`decode_bytes_list` for a few items on Python ints (numpy calls cost more than the work)."""
+    payload, lengths = _bytes_list_parts(data, count, max_count)
+    lens = lengths.tolist()
+    total = len(payload)
+    if lens and min(lens) < 0:
+        raise DecodeError(f"bytes list: negative item length {min(lens)}")
+    if sum(lens) != total:
+        raise DecodeError(
+            f"bytes list: item lengths add up to {sum(lens)}, payload is {total} bytes"
+        )
+    if isinstance(data, bytes):
+        src, base = data, len(data) - total
+    else:
+        src, base = bytes(payload), 0
+    bounds = list(itertools.accumulate(lens, initial=base))
     return [src[s:e] for s, e in itertools.pairwise(bounds)]
 
 

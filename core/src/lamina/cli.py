@@ -1,0 +1,561 @@
+"""The `lamina` command: `engines`, `demo DIR`, `check DIR [--deep]`.
+
+Exit codes: 0 success (for `check`: no damage), 1 damage or failure found, 2 usage error (bad
+option, a directory that is not a Lamina store).
+
+The library never configures logging; `main()` does (WARNING to stderr, `-v` INFO, `-vv` DEBUG).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import attrs
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+import lamina
+from lamina import names
+from lamina.check import CheckReport, NotAStoreError, Problem, Severity, check_store
+from lamina.errors import LaminaError
+from lamina.io.fs import FileSystem, OSFileSystem
+from lamina.plugins import Registry
+
+EXIT_OK, EXIT_DAMAGE, EXIT_USAGE = 0, 1, 2
+
+app = typer.Typer(
+    name="lamina",
+    help="Lamina: crash-safe, plugin-based columnar storage for observability data.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+
+def _out() -> Console:
+    return Console(highlight=False)
+
+
+def _err() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def _usage_error(message: str) -> typer.Exit:
+    _err().print(Text(f"error: {message}", style="bold red"))
+    return typer.Exit(EXIT_USAGE)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"lamina {lamina.__version__} (engine API {lamina.API_VERSION})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="Log more: -v INFO, -vv DEBUG (to stderr).")
+    ] = 0,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    if verbose:
+        lamina.configure_logging("INFO" if verbose == 1 else "DEBUG")
+
+
+def _load_registry() -> Registry:
+    reg = Registry()
+    try:
+        reg.load_entry_points()
+    except lamina.PluginError as e:  # a duplicate engine name: nothing sensible can run
+        _err().print(Text(f"error: {e}", style="bold red"))
+        raise typer.Exit(EXIT_DAMAGE) from None
+    return reg
+
+
+# -- engines ----------------------------------------------------------------------------------
+@app.command()
+def engines() -> None:
+    """List the installed engines (and plugins that failed to load)."""
+    reg = _load_registry()
+    console = _out()
+    table = Table(title=f"Lamina {lamina.__version__}: engines (core engine API {lamina.API_VERSION})")
+    table.add_column("engine", style="bold cyan", no_wrap=True)
+    table.add_column("API", justify="right", no_wrap=True)
+    table.add_column("distribution", no_wrap=True)
+    table.add_column("version", no_wrap=True)
+    table.add_column("description", overflow="fold")
+    for name in sorted(reg.engines):
+        engine = reg.engines[name]
+        dist, version = _split_dist(reg.sources.get(name, ""))
+        table.add_row(name, str(engine.api_version), dist, version, engine.description)
+    if reg.engines:
+        console.print(table)
+    else:
+        console.print(Text("no engines installed (entry point group lamina.engines)", style="yellow"))
+    for p in reg.problems:
+        console.print(Text(f"plugin {p.plugin!r} from {p.distribution} failed to load: {p.error}", style="red"),
+                      soft_wrap=True)
+    blocked = [b.strip() for b in os.environ.get("LAMINA_DISABLE_PLUGINS", "").split(",") if b.strip()]
+    if blocked:
+        console.print(Text(f"blocked by LAMINA_DISABLE_PLUGINS: {', '.join(blocked)}", style="yellow"))
+
+
+def _split_dist(source: str) -> tuple[str, str]:
+    """'lamina-trace 0.1.0' -> ('lamina-trace', '0.1.0')."""
+    dist, sep, version = source.rpartition(" ")
+    return (dist, version) if sep else (source, "")
+
+
+# -- check ------------------------------------------------------------------------------------
+_LABEL = {Severity.DAMAGE: ("DAMAGE ", "bold red"), Severity.WARNING: ("WARNING", "yellow"),
+          Severity.INFO: ("note   ", "dim")}
+
+
+def _problem_text(p: Problem) -> Text:
+    label, style = _LABEL[p.severity]
+    where = p.table
+    if p.part:
+        where += f" part {p.part}"
+    if p.file:
+        where += f" file {p.file}"
+    if p.offset >= 0:
+        where += f" offset {p.offset}"
+    what = p.reason if p.reason and p.kind == "corrupt_part" else p.kind.value
+    if p.reason and p.kind != "corrupt_part":
+        what += f" ({p.reason})"
+    t = Text.assemble((label, style), "  ", (where, "bold"), ": ", (what, style if p.is_damage else ""))
+    if p.detail:
+        t.append(f": {p.detail}")
+    if p.expected or p.actual:
+        t.append(f" (expected {p.expected}, got {p.actual})")
+    return t
+
+
+def _print_report(console: Console, report: CheckReport) -> None:
+    mode = "deep (every frame read, checksummed and decoded)" if report.deep else "metadata, sizes, index checksums"
+    console.print(Text.assemble(("Lamina check ", "bold"), report.store, f" — {mode}"), soft_wrap=True)
+    if report.tables:
+        t = Table(show_edge=False, pad_edge=False)
+        t.add_column("table", no_wrap=True)
+        t.add_column("epoch", justify="right")
+        t.add_column("parts", justify="right")
+        t.add_column("rows", justify="right")
+        t.add_column("bytes", justify="right")
+        t.add_column("status", no_wrap=True)
+        for s in report.tables:
+            style = "green" if s.status == "ok" else "red" if s.status == "damaged" else "yellow"
+            t.add_row(s.path, str(s.epoch), str(s.parts), f"{s.rows:,}", f"{s.bytes:,}", Text(s.status, style=style))
+        console.print(t)
+    else:
+        console.print("no tables")
+    for p in report.problems:
+        console.print(_problem_text(p), soft_wrap=True)
+    frames = f", {report.frames_checked:,} frames" if report.deep else ""
+    counts = f"{len(report.tables)} table(s), {report.parts_checked} part(s){frames} checked in {report.seconds:.2f}s"
+    if report.ok:
+        warn = sum(p.severity is Severity.WARNING for p in report.problems)
+        extra = f"; {warn} warning(s)" if warn else ""
+        console.print(Text.assemble(("OK", "bold green"), f": no damage; {counts}{extra}"), soft_wrap=True)
+    else:
+        dmg = report.damage
+        parts = {(p.table, p.part) for p in dmg if p.part}
+        console.print(Text.assemble(("DAMAGE FOUND", "bold red"), f": {len(dmg)} problem(s), "
+                                    f"{len(parts)} damaged part(s); {counts}"), soft_wrap=True)
+
+
+@app.command()
+def check(
+    directory: Annotated[Path, typer.Argument(help="The store directory.", show_default=False)],
+    deep: Annotated[bool, typer.Option("--deep", help="Also read, checksum and decode every frame.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Check a store without changing it: exit 0 clean, 1 damage found, 2 not a store.
+
+    Safe to run while another process has the store open.
+    """
+    registry = _load_registry()
+    try:
+        report = check_store(str(directory), deep=deep, registry=registry)
+    except NotAStoreError as e:
+        raise _usage_error(str(e)) from None
+    if as_json:
+        typer.echo(json.dumps(attrs.asdict(report), indent=1))
+    else:
+        _print_report(_out(), report)
+    raise typer.Exit(EXIT_OK if report.ok else EXIT_DAMAGE)
+
+
+# -- demo -------------------------------------------------------------------------------------
+SERVICES = (
+    "frontend", "api-gateway", "auth", "users", "cart", "checkout", "payment", "inventory", "catalog",
+    "search", "recommendation", "shipping", "email", "notification", "currency", "ads", "reviews",
+    "pricing", "fraud-detection", "analytics",
+)
+ENTRY_SERVICES = ("frontend", "api-gateway")
+REGIONS = ("us-east-1", "us-west-2", "eu-west-1", "eu-central-1", "ap-southeast-1", "ap-northeast-1")
+#: Probability that a span of the service fails with a 5xx.
+ERROR_RATE = {"payment": 0.06, "fraud-detection": 0.04, "inventory": 0.03, "search": 0.02}
+BASE_ERROR_RATE = 0.005
+CLIENT_ERRORS = ((400, 0.4), (401, 0.15), (403, 0.1), (404, 0.3), (429, 0.05))
+SERVER_ERRORS = ((500, 0.7), (502, 0.1), (503, 0.15), (504, 0.05))
+OK_CODES = ((200, 0.85), (201, 0.08), (204, 0.05), (304, 0.02))
+HOSTS_PER_SERVICE = 10
+USERS = 10_000
+HOUR_NS = 3600 * 10**9
+DEMO_SERVICE = "payment"
+
+_EXTRA_ATTRS = (
+    '"net.peer.name":"{peer}.svc.cluster.local"',
+    '"net.peer.port":8080',
+    '"http.user_agent":"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0"',
+    '"db.system":"postgresql","db.statement":"SELECT id, name, price FROM {svc} WHERE id = $1 LIMIT 1"',
+    '"thread.name":"worker-{w}","thread.id":{w}',
+    '"code.function":"handle_{op_id}","code.namespace":"{svc}.handlers"',
+    '"messaging.system":"kafka","messaging.destination":"{svc}-events"',
+    '"rpc.system":"grpc","rpc.service":"{svc}.v1.Service","rpc.method":"Call{op_id}"',
+    '"cache.hit":{hit}',
+    '"k8s.namespace.name":"prod","k8s.pod.name":"{svc}-7c9f{w}b-x{w}q"',
+)
+
+
+def _weighted(rng: random.Random, choices: tuple[tuple[int, float], ...]) -> int:
+    x, acc = rng.random(), 0.0
+    for value, w in choices:
+        acc += w
+        if x < acc:
+            return value
+    return choices[-1][0]
+
+
+@attrs.define
+class _Catalogue:
+    """The simulated system: services, their operations (with HTTP methods) and hosts."""
+
+    operations: dict[str, list[tuple[str, str]]]
+    hosts: dict[str, list[tuple[str, str]]]  # service -> [(host, region)]
+
+    @classmethod
+    def build(cls, seed: int) -> _Catalogue:
+        rng = random.Random(f"catalogue:{seed}")
+        ops: dict[str, list[tuple[str, str]]] = {}
+        hosts: dict[str, list[tuple[str, str]]] = {}
+        for si, svc in enumerate(SERVICES):
+            res = svc.replace("-", "_")
+            templates = [
+                ("GET", f"GET /api/v1/{res}"), ("GET", f"GET /api/v1/{res}/{{id}}"), ("POST", f"POST /api/v1/{res}"),
+                ("PUT", f"PUT /api/v1/{res}/{{id}}"), ("DELETE", f"DELETE /api/v1/{res}/{{id}}"),
+                ("PATCH", f"PATCH /api/v1/{res}/{{id}}"), ("POST", f"{svc}.v1.Service/Get"),
+                ("POST", f"{svc}.v1.Service/List"), ("POST", f"{svc}.v1.Service/Update"),
+                ("GET", f"GET /internal/{res}/health"), ("POST", f"{svc}.v1.Service/Batch"),
+            ]
+            rng.shuffle(templates)
+            ops[svc] = [(op, method) for method, op in templates[: rng.randint(9, 11)]]
+            hosts[svc] = [
+                (f"ip-10-{si}-{k // 6}-{rng.randint(2, 254)}.{REGIONS[k % len(REGIONS)]}.compute.internal",
+                 REGIONS[k % len(REGIONS)])
+                for k in range(HOSTS_PER_SERVICE)
+            ]
+        return cls(ops, hosts)
+
+    def host_in(self, rng: random.Random, service: str, region: str) -> tuple[str, str]:
+        local = [h for h in self.hosts[service] if h[1] == region]
+        return rng.choice(local or self.hosts[service])
+
+
+class TraceWorkload:
+    """Deterministic synthetic traces: ~10 spans each (a root and its call tree), 16-byte trace
+    IDs, 8-byte span IDs, 8 tags of mixed cardinality and type, 200-500 byte JSON payloads, start
+    times spread over the hour before `now_ns` in arrival order."""
+
+    def __init__(self, seed: int, total_spans: int, now_ns: int, salt: int = 0) -> None:
+        self.rng = random.Random(f"spans:{seed}:{salt}")
+        self.cat = _Catalogue.build(seed)
+        self.total = total_spans
+        self.window_start = now_ns - HOUR_NS
+        self.window = HOUR_NS - 5 * 10**9  # the last span starts a few seconds before now
+        self.generated = 0
+        self.traces = 0
+        self.payload_bytes = 0
+        #: (trace_id, spans) of every trace, for the lookups after.
+        self.trace_sizes: list[tuple[bytes, int]] = []
+        #: timestamps of DEMO_SERVICE spans with status 500, to check the tag query against.
+        self.demo_hits: list[int] = []
+
+    def _status(self, service: str) -> int:
+        rng = self.rng
+        x = rng.random()
+        if x < ERROR_RATE.get(service, BASE_ERROR_RATE):
+            return _weighted(rng, SERVER_ERRORS)
+        if x > 0.97:
+            return _weighted(rng, CLIENT_ERRORS)
+        return _weighted(rng, OK_CODES)
+
+    def _payload(self, svc: str, op: str, kind: str, parent: bytes, start: int, dur: int, status: int,
+                 method: str, host: str, region: str, user: str, error: bool) -> bytes:
+        rng = self.rng
+        target = rng.randint(200, 500)
+        s = (f'{{"name":"{op}","kind":"{kind}","parent_span_id":"{parent.hex()}",'
+             f'"status":{{"code":"{"ERROR" if error else "OK"}"}},'
+             f'"resource":{{"service.name":"{svc}","host.name":"{host}","cloud.region":"{region}"}},'
+             f'"attributes":{{"http.method":"{method}","http.status_code":{status},"enduser.id":"{user}"')
+        if error:
+            s += ',"exception.type":"UpstreamError","exception.message":"upstream returned 5xx"'
+        k = rng.randrange(len(_EXTRA_ATTRS))
+        for i in range(len(_EXTRA_ATTRS)):
+            if len(s) + 2 >= target:
+                break
+            w = rng.randint(1, 64)
+            extra = _EXTRA_ATTRS[(k + i) % len(_EXTRA_ATTRS)].format(
+                svc=svc, peer=rng.choice(SERVICES), w=w, op_id=w % 11, hit="true" if w % 3 else "false")
+            if len(s) + len(extra) + 3 > 500:
+                continue
+            s += "," + extra
+        s += "}}"
+        if len(s) < 200:
+            s = s[:-1] + f',"sampling.priority":1,"note":"{"x" * (200 - len(s))}"}}'
+        return s.encode()
+
+    def _trace(self) -> list[tuple[bytes, bytes, int, int, bytes, dict[str, Any]]]:
+        rng, cat = self.rng, self.cat
+        n = max(1, min(30, int(rng.gauss(10, 3))))
+        trace_id = rng.randbytes(16)
+        region = rng.choice(REGIONS)
+        user = f"user-{int(USERS * rng.random() ** 2):05d}"  # a few heavy users, a long tail
+        t0 = self.window_start + self.window * self.generated // max(1, self.total) + rng.randrange(10**9)
+        root_dur = min(3 * 10**9, int(rng.lognormvariate(18.2, 1.0)))  # median ~80 ms
+        spans: list[tuple[bytes, bytes, int, int, bytes, dict[str, Any]]] = []
+        nodes: list[tuple[bytes, int, int]] = []  # (span_id, start, duration)
+        for j in range(n):
+            span_id = rng.randbytes(8)
+            if j == 0:
+                svc, parent, start, dur, kind = rng.choice(ENTRY_SERVICES), b"\0" * 8, t0, root_dur, "SERVER"
+            else:
+                pid, pstart, pdur = nodes[rng.randrange(len(nodes)) if rng.random() < 0.5 else 0]
+                svc = rng.choice(SERVICES[2:])
+                parent = pid
+                start = pstart + int(pdur * rng.random() * 0.7)
+                dur = max(1000, int(pdur * rng.uniform(0.05, 0.6)))
+                kind = "CLIENT" if rng.random() < 0.3 else "SERVER"
+            op, method = rng.choice(cat.operations[svc])
+            host, hregion = cat.host_in(rng, svc, region)
+            status = self._status(svc)
+            error = status >= 500 or rng.random() < 0.002
+            payload = self._payload(svc, op, kind, parent, start, dur, status, method, host, hregion, user, error)
+            tags = {"service": svc, "operation": op, "http.method": method, "http.status_code": status,
+                    "region": hregion, "host": host, "error": error, "user_id": user}
+            nodes.append((span_id, start, dur))
+            spans.append((trace_id, span_id, start, dur, payload, tags))
+            self.payload_bytes += len(payload)
+            if svc == DEMO_SERVICE and status == 500:
+                self.demo_hits.append(start)
+        self.traces += 1
+        self.trace_sizes.append((trace_id, n))
+        return spans
+
+    def batches(self, size: int) -> Iterator[dict[str, Any]]:
+        """Columnar batches of exactly `size` spans (the last one smaller); a trace may straddle
+        two batches, as spans of one trace arrive at different times."""
+        pending: list[tuple[bytes, bytes, int, int, bytes, dict[str, Any]]] = []
+        while self.generated < self.total:
+            for span in self._trace():
+                if self.generated >= self.total:
+                    break
+                pending.append(span)
+                self.generated += 1
+            if self.generated >= self.total:  # the last trace may be cut short: record what was kept
+                kept = sum(1 for s in pending if s[0] == self.trace_sizes[-1][0])
+                if kept < self.trace_sizes[-1][1]:
+                    self.trace_sizes[-1] = (self.trace_sizes[-1][0], kept + sum(
+                        1 for _ in ()))
+            while len(pending) >= size or (pending and self.generated >= self.total):
+                chunk, pending = pending[:size], pending[size:]
+                yield _columns(chunk)
+
+
+def _columns(spans: list[tuple[bytes, bytes, int, int, bytes, dict[str, Any]]]) -> dict[str, Any]:
+    tag_names = ("service", "operation", "http.method", "http.status_code", "region", "host", "error", "user_id")
+    return {
+        "trace_id": [s[0] for s in spans],
+        "span_id": [s[1] for s in spans],
+        "timestamp": [s[2] for s in spans],
+        "duration": [s[3] for s in spans],
+        "payload": [s[4] for s in spans],
+        "tags": {t: [s[5][t] for s in spans] for t in tag_names},
+    }
+
+
+def _disk_usage(fs: FileSystem, path: str) -> int:
+    total = 0
+    for name in fs.listdir(path):
+        p = posixpath.join(path, name)
+        total += _disk_usage(fs, p) if fs.is_dir(p) else fs.file_size(p)
+    return total
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+@app.command()
+def demo(
+    directory: Annotated[Path, typer.Argument(help="Store directory (created, or appended to).", show_default=False)],
+    spans: Annotated[int, typer.Option("--spans", min=1, help="Spans to write.")] = 300_000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same data).")] = 42,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Spans per write + durable flush.")] = 10_000,
+    deep: Annotated[bool, typer.Option("--deep/--no-deep", help="Deep check at the end.")] = True,
+) -> None:
+    """Write a realistic synthetic trace workload, merge it, query it, check it.
+
+    Appends when DIR already holds a store (earlier demo data is kept and counted)."""
+    fs = OSFileSystem()
+    root = str(directory)
+    if fs.exists(root) and not fs.is_dir(root):
+        raise _usage_error(f"{root} exists and is not a directory")
+    if fs.is_dir(root) and fs.listdir(root) and not fs.exists(posixpath.join(root, names.STORE_DESCRIPTOR)):
+        raise _usage_error(f"{root} is not empty and not a Lamina store; refusing to write into it")
+    console = _out()
+    registry = _load_registry()
+    if "trace" not in registry.engines:
+        console.print(Text("the trace engine is not installed (distribution lamina-trace)", style="bold red"))
+        raise typer.Exit(EXIT_DAMAGE)
+
+    try:
+        store = lamina.open(root, background=False, registry=registry)
+    except LaminaError as e:
+        console.print(Text(f"cannot open {root}: {e}", style="bold red"), soft_wrap=True)
+        raise typer.Exit(EXIT_DAMAGE) from None
+    failed: list[str] = []
+    with store:
+        traces = store.engine("trace")
+        before = traces.stats()
+        work = TraceWorkload(seed, spans, time.time_ns(), salt=before.rows)
+        console.print(Text.assemble(
+            ("Lamina demo", "bold"), f": {spans:,} spans into {store.path} (seed {seed}",
+            f", appending to {before.rows:,} spans already stored)" if before.rows else ")"), soft_wrap=True)
+
+        ingest_s = 0.0
+        flushes = 0
+        columns = [TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TaskProgressColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
+        t_all = time.monotonic()
+        with Progress(*columns, console=console, transient=False) as progress:
+            task = progress.add_task("writing spans", total=spans)
+            for b in work.batches(batch):
+                t0 = time.monotonic()
+                n = traces.write(b)
+                if traces.flush():
+                    flushes += 1
+                ingest_s += time.monotonic() - t0
+                progress.advance(task, n)
+        total_s = time.monotonic() - t_all
+        parts_before = traces.stats().parts
+
+        with console.status("merging parts"):
+            t0 = time.monotonic()
+            merges = traces.merge_now()
+            merge_s = time.monotonic() - t0
+        after = traces.stats()
+
+        # Sample queries.
+        q = Table(title="sample queries", title_justify="left")
+        q.add_column("query")
+        q.add_column("result", justify="right")
+        q.add_column("expected", justify="right")
+        q.add_column("ms", justify="right")
+        sizes = work.trace_sizes
+        for tid, n_spans in [sizes[0], sizes[len(sizes) // 2], sizes[-1]]:
+            t0 = time.monotonic()
+            found = traces.query(trace_ids=[tid])
+            ms = (time.monotonic() - t0) * 1000
+            if len(found) != n_spans:
+                failed.append(f"trace {tid.hex()}: {len(found)} spans, expected {n_spans}")
+            services = sorted({s.tags.get("service") for s in found})
+            q.add_row(f"trace {tid.hex()} ({len(services)} services)", f"{len(found)} spans", str(n_spans), f"{ms:.1f}")
+        now = time.time_ns()
+        start = now - 5 * 60 * 10**9
+        cond = {"service": DEMO_SERVICE, "http.status_code": 500}
+        mine = sum(start <= ts < now + 1 for ts in work.demo_hits)
+        t0 = time.monotonic()
+        hits = traces.query(start=start, end=now + 1, tags=cond)
+        ms = (time.monotonic() - t0) * 1000
+        if len(hits) < mine:
+            failed.append(f"{DEMO_SERVICE} 500s in the last 5 min: {len(hits)} spans, at least {mine} expected")
+        label = f"{DEMO_SERVICE} spans with http.status_code 500, last 5 min"
+        q.add_row(label, f"{len(hits)} spans", f">= {mine}" if before.rows else str(mine), f"{ms:.1f}")
+        t0 = time.monotonic()
+        first = traces.query(start=start, end=now + 1, tags=cond, limit=20)
+        ms = (time.monotonic() - t0) * 1000
+        if first != hits[:20]:
+            failed.append("the limit-20 query did not return the first 20 spans of the unlimited one")
+        q.add_row(label + ", limit 20", f"{len(first)} spans", str(min(20, len(hits))), f"{ms:.1f}")
+        console.print(q)
+
+    # Check with the store closed (check_store never needs it, but bytes on disk are final now).
+    with console.status("checking every part" + (" (deep)" if deep else "")):
+        report = check_store(root, deep=deep, registry=registry)
+    disk = _disk_usage(fs, store.path)
+
+    summary = Table(title="Lamina demo summary", title_justify="left", show_header=False)
+    summary.add_column("metric", style="bold")
+    summary.add_column("value", justify="right")
+    summary.add_row("spans written", f"{spans:,}")
+    summary.add_row("traces written", f"{work.traces:,}")
+    if before.rows:
+        summary.add_row("spans in store (all runs)", f"{after.rows:,}")
+    summary.add_row("flushes (durable)", f"{flushes:,} of {batch:,} spans")
+    summary.add_row("parts before merge", f"{parts_before:,}")
+    summary.add_row("parts after merge", f"{after.parts:,} ({merges} merge(s), {after.tables} table(s))")
+    summary.add_row("bytes on disk", f"{disk:,} ({_fmt_bytes(disk)})")
+    summary.add_row("bytes per span", f"{disk / max(1, after.rows):,.1f}")
+    summary.add_row("payload bytes per span (raw)", f"{work.payload_bytes / max(1, spans):,.1f}")
+    summary.add_row("ingest (write + flush)", f"{spans / max(ingest_s, 1e-9):,.0f} spans/s")
+    summary.add_row("end to end incl. generation", f"{spans / max(total_s, 1e-9):,.0f} spans/s ({total_s:.1f} s)")
+    summary.add_row("merge", f"{merge_s:.2f} s")
+    damage = len(report.damage)
+    check_label = "deep check" if deep else "check"
+    if report.ok:
+        result = Text(f"OK: {report.parts_checked} part(s), {report.frames_checked:,} frames, no damage", style="green")
+    else:
+        result = Text(f"DAMAGE: {damage} problem(s)", style="bold red")
+    summary.add_row(f"{check_label} ({report.seconds:.2f} s)", result)
+    console.print(summary)
+    for p in report.problems:
+        console.print(_problem_text(p), soft_wrap=True)
+    for f in failed:
+        console.print(Text(f"query check failed: {f}", style="bold red"), soft_wrap=True)
+    if not report.ok or failed:
+        raise typer.Exit(EXIT_DAMAGE)
+
+
+def main() -> None:
+    """Console-script entry point (`lamina`)."""
+    lamina.configure_logging("WARNING")
+    app(prog_name="lamina")
+
+
+if __name__ == "__main__":
+    main()
