@@ -335,9 +335,10 @@ class TraceWorkload:
             s = s[:-1] + f',"sampling.priority":1,"note":"{"x" * (200 - len(s))}"}}'
         return s.encode()
 
-    def _trace(self) -> list[tuple[bytes, bytes, int, int, bytes, dict[str, Any]]]:
+    def _trace(self, room: int) -> list[tuple[bytes, bytes, int, int, bytes, dict[str, Any]]]:
+        """One trace of at most `room` spans."""
         rng, cat = self.rng, self.cat
-        n = max(1, min(30, int(rng.gauss(10, 3))))
+        n = min(room, max(1, min(30, int(rng.gauss(10, 3)))))
         trace_id = rng.randbytes(16)
         region = rng.choice(REGIONS)
         user = f"user-{int(USERS * rng.random() ** 2):05d}"  # a few heavy users, a long tail
@@ -377,19 +378,14 @@ class TraceWorkload:
         two batches, as spans of one trace arrive at different times."""
         pending: list[tuple[bytes, bytes, int, int, bytes, dict[str, Any]]] = []
         while self.generated < self.total:
-            for span in self._trace():
-                if self.generated >= self.total:
-                    break
-                pending.append(span)
-                self.generated += 1
-            if self.generated >= self.total:  # the last trace may be cut short: record what was kept
-                kept = sum(1 for s in pending if s[0] == self.trace_sizes[-1][0])
-                if kept < self.trace_sizes[-1][1]:
-                    self.trace_sizes[-1] = (self.trace_sizes[-1][0], kept + sum(
-                        1 for _ in ()))
-            while len(pending) >= size or (pending and self.generated >= self.total):
+            trace = self._trace(self.total - self.generated)
+            pending.extend(trace)
+            self.generated += len(trace)
+            while len(pending) >= size:
                 chunk, pending = pending[:size], pending[size:]
                 yield _columns(chunk)
+        if pending:
+            yield _columns(pending)
 
 
 def _columns(spans: list[tuple[bytes, bytes, int, int, bytes, dict[str, Any]]]) -> dict[str, Any]:
