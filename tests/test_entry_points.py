@@ -21,6 +21,17 @@ def test_lamina_open_finds_engines_without_configuration(tmp_path) -> None:  # t
     with lamina.open(str(tmp_path), background=False) as store:
         assert "trace" in store.engines
         tr = store.engine("trace")
-        tr.write_rows([{"trace_id": b"t", "span_id": b"s", "timestamp": 1, "duration": 2, "payload": b"p", "tags": {"a": 1}}])
+        tr.write_rows(
+            [
+                {
+                    "trace_id": b"t",
+                    "span_id": b"s",
+                    "timestamp": 1,
+                    "duration": 2,
+                    "payload": b"p",
+                    "tags": {"a": 1},
+                }
+            ]
+        )
         tr.flush()
         assert [s.span_id for s in tr.query(trace_ids=[b"t"])] == [b"s"]

@@ -24,9 +24,12 @@ def test_collector_exports_corrupt_parts_flushes_and_fsyncs_without_global_regis
     s.engine("kv")
     reg = CollectorRegistry()  # a private registry: nothing is registered globally
     reg.register(LaminaCollector(s))
-    assert reg.get_sample_value(
-        "lamina_corrupt_parts_total", {"engine": "kv", "stage": "open", "reason": "size_mismatch"}
-    ) == 1
+    assert (
+        reg.get_sample_value(
+            "lamina_corrupt_parts_total", {"engine": "kv", "stage": "open", "reason": "size_mismatch"}
+        )
+        == 1
+    )
     assert reg.get_sample_value("lamina_quarantined_parts", {"engine": "kv"}) == 1
     assert reg.get_sample_value("lamina_parts", {"engine": "kv"}) == 1
     assert reg.get_sample_value("lamina_fsyncs_total", {"kind": "data"}) > 0

@@ -22,6 +22,7 @@ class _Dist:
 def _module(name: str, engine: lamina.Engine | None = None, body: str = "") -> str:
     mod = types.ModuleType(name)
     if engine is not None:
+
         @lamina.hookimpl
         def lamina_register_engines(register):  # type: ignore[no-untyped-def]
             register(engine)
@@ -70,7 +71,11 @@ def test_incompatible_api_version_is_a_clear_error() -> None:
     reg.load_entry_points([_ep("kv", old, "old-engine-dist")])
     assert reg.engines == {}
     (problem,) = reg.problems
-    assert "99" in problem.error and str(lamina.API_VERSION) in problem.error and "old-engine-dist" in problem.error
+    assert (
+        "99" in problem.error
+        and str(lamina.API_VERSION) in problem.error
+        and "old-engine-dist" in problem.error
+    )
 
 
 def test_misspelled_hook_is_caught_by_check_pending() -> None:

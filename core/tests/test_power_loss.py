@@ -25,7 +25,10 @@ Row = tuple[bytes, int, bytes, dict]
 
 
 def _rows(batch: dict) -> list[Row]:
-    return [(k, t, v, g) for k, t, v, g in zip(batch["key"], batch["ts"], batch["value"], batch["tags"], strict=True)]
+    return [
+        (k, t, v, g)
+        for k, t, v, g in zip(batch["key"], batch["ts"], batch["value"], batch["tags"], strict=True)
+    ]
 
 
 BATCHES = [

@@ -102,7 +102,9 @@ def test_unknown_format_version_is_reported_as_such(sim: SimFS) -> None:
     sim.write_file(p + ".new", json.dumps(body).encode())
     sim.replace(p + ".new", p)
     s = open_kv_store(ROOT, fs=sim)
-    r = _reason(sim, _parts(sim)[0] if _parts(sim) else sim.listdir(posixpath.join(_table(sim), "corrupt"))[0])
+    r = _reason(
+        sim, _parts(sim)[0] if _parts(sim) else sim.listdir(posixpath.join(_table(sim), "corrupt"))[0]
+    )
     assert r["reason"] == "format_version" and "99" in r["detail"]
     s.close()
 

@@ -20,14 +20,18 @@ from lamina.schema import BlockSchema, ColumnKind
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
 
 
-def rows_to_batch(schema: BlockSchema, rows: Iterable[Mapping[str, Any]], engine: str = "") -> dict[str, list[Any]]:
+def rows_to_batch(
+    schema: BlockSchema, rows: Iterable[Mapping[str, Any]], engine: str = ""
+) -> dict[str, list[Any]]:
     """Row convenience: a list of dicts -> a columnar batch."""
     names = [c.name for c in schema.columns]
     out: dict[str, list[Any]] = {n: [] for n in names}
     tags = schema.tags_column
     for i, row in enumerate(rows):
         if not isinstance(row, Mapping):
-            raise InvalidInputError("row", f"expected a mapping, got {type(row).__name__}", engine=engine, row=i)
+            raise InvalidInputError(
+                "row", f"expected a mapping, got {type(row).__name__}", engine=engine, row=i
+            )
         extra = set(row) - set(names)
         if extra:
             raise InvalidInputError(sorted(extra)[0], "unknown column", engine=engine, row=i)
@@ -48,12 +52,16 @@ def _int_column(name: str, values: Any, engine: str) -> np.ndarray:
                 raise InvalidInputError(name, "value exceeds int64", engine=engine)
             return values.astype(np.int64, copy=False)
         if values.dtype != object:
-            raise InvalidInputError(name, f"expected int64 values, got an array of {values.dtype}", engine=engine)
+            raise InvalidInputError(
+                name, f"expected int64 values, got an array of {values.dtype}", engine=engine
+            )
         values = values.tolist()
     values = list(values)
     for i, v in enumerate(values):
         if type(v) is not int and not isinstance(v, np.integer):
-            raise InvalidInputError(name, f"expected an int, got {type(v).__name__} {v!r}", engine=engine, row=i)
+            raise InvalidInputError(
+                name, f"expected an int, got {type(v).__name__} {v!r}", engine=engine, row=i
+            )
         if not _I64_MIN <= int(v) <= _I64_MAX:
             raise InvalidInputError(name, f"{v} does not fit in int64", engine=engine, row=i)
     return np.asarray(values, dtype=np.int64) if values else np.empty(0, np.int64)
@@ -65,7 +73,9 @@ def _float_column(name: str, values: Any, engine: str) -> np.ndarray:
     values = list(values)
     for i, v in enumerate(values):
         if type(v) not in (int, float) and not isinstance(v, np.number):
-            raise InvalidInputError(name, f"expected a number, got {type(v).__name__} {v!r}", engine=engine, row=i)
+            raise InvalidInputError(
+                name, f"expected a number, got {type(v).__name__} {v!r}", engine=engine, row=i
+            )
     return np.asarray(values, dtype=np.float64) if values else np.empty(0, np.float64)
 
 
@@ -74,7 +84,9 @@ def _typed_objects(name: str, values: Any, tp: type, engine: str) -> np.ndarray:
     if set(map(type, arr)) - {tp}:
         for i, v in enumerate(arr):
             if type(v) is not tp:
-                raise InvalidInputError(name, f"expected {tp.__name__}, got {type(v).__name__} {v!r}", engine=engine, row=i)
+                raise InvalidInputError(
+                    name, f"expected {tp.__name__}, got {type(v).__name__} {v!r}", engine=engine, row=i
+                )
     return arr
 
 
@@ -94,16 +106,22 @@ def _tags_column(name: str, values: Any, n: int, engine: str) -> dict[str, np.nd
         keys: dict[str, None] = {}
         for i, r in enumerate(rows):
             if not isinstance(r, Mapping):
-                raise InvalidInputError(name, f"expected a mapping of tags, got {type(r).__name__}", engine=engine, row=i)
+                raise InvalidInputError(
+                    name, f"expected a mapping of tags, got {type(r).__name__}", engine=engine, row=i
+                )
             keys.update(dict.fromkeys(r))
         cols = {t: object_array([r.get(t) for r in rows]) for t in keys}
     for t, arr in cols.items():
         if not isinstance(t, str) or not t or len(t) > 200:
-            raise InvalidInputError(f"{name}", f"tag name {t!r} must be a non-empty string of at most 200 chars", engine=engine)
+            raise InvalidInputError(
+                f"{name}", f"tag name {t!r} must be a non-empty string of at most 200 chars", engine=engine
+            )
         bad = set(map(type, arr)) - set(_TYPE_OF) - {type(None)}
         if bad:
             i = next(i for i, v in enumerate(arr) if type(v) in bad)
-            raise InvalidInputError(f"{name}.{t}", f"unsupported tag value type {type(arr[i]).__name__}", engine=engine, row=i)
+            raise InvalidInputError(
+                f"{name}.{t}", f"unsupported tag value type {type(arr[i]).__name__}", engine=engine, row=i
+            )
         for i, v in enumerate(arr):
             if type(v) is int and not _I64_MIN <= v <= _I64_MAX:
                 raise InvalidInputError(f"{name}.{t}", f"{v} does not fit in int64", engine=engine, row=i)
@@ -113,11 +131,15 @@ def _tags_column(name: str, values: Any, n: int, engine: str) -> dict[str, np.nd
 def columns_from_batch(schema: BlockSchema, batch: Mapping[str, Any], engine: str = "") -> Rows:
     """Validate a columnar batch against the schema and convert it to `Rows`."""
     if not isinstance(batch, Mapping):
-        raise InvalidInputError("batch", f"expected a mapping of column -> values, got {type(batch).__name__}", engine=engine)
+        raise InvalidInputError(
+            "batch", f"expected a mapping of column -> values, got {type(batch).__name__}", engine=engine
+        )
     names = {c.name for c in schema.columns}
     for k in batch:
         if k not in names:
-            raise InvalidInputError(str(k), f"unknown column (columns: {', '.join(sorted(names))})", engine=engine)
+            raise InvalidInputError(
+                str(k), f"unknown column (columns: {', '.join(sorted(names))})", engine=engine
+            )
     out: Rows = {}
     n: int | None = None
     for c in schema.columns:
@@ -127,7 +149,9 @@ def columns_from_batch(schema: BlockSchema, batch: Mapping[str, Any], engine: st
             raise InvalidInputError(c.name, "missing column", engine=engine)
         v = batch[c.name]
         if isinstance(v, str | bytes) or not hasattr(v, "__len__"):
-            raise InvalidInputError(c.name, f"expected a sequence of values, got {type(v).__name__}", engine=engine)
+            raise InvalidInputError(
+                c.name, f"expected a sequence of values, got {type(v).__name__}", engine=engine
+            )
         if c.kind is ColumnKind.INT64:
             col = _int_column(c.name, v, engine)
         elif c.kind is ColumnKind.FLOAT64:
@@ -139,7 +163,9 @@ def columns_from_batch(schema: BlockSchema, batch: Mapping[str, Any], engine: st
         if n is None:
             n = len(col)
         elif len(col) != n:
-            raise InvalidInputError(c.name, f"has {len(col)} values but {schema.columns[0].name} has {n}", engine=engine)
+            raise InvalidInputError(
+                c.name, f"has {len(col)} values but {schema.columns[0].name} has {n}", engine=engine
+            )
         out[c.name] = col
     n = n or 0
     ts = out[schema.timestamp]

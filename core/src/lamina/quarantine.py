@@ -18,7 +18,9 @@ from lamina.io.durable import fsync_dir, mkdir_durable, write_atomic
 from lamina.io.fs import FileSystem
 
 
-def reason_record(err: CorruptPartError, *, engine: str, dataset: str, table: str, stage: str) -> QuarantineReason:
+def reason_record(
+    err: CorruptPartError, *, engine: str, dataset: str, table: str, stage: str
+) -> QuarantineReason:
     return QuarantineReason(
         format_version=FORMAT_VERSION,
         engine=engine,

@@ -16,7 +16,13 @@ from lamina.format.part_reader import PartReader
 class PartHandle:
     __slots__ = ("_lock", "_on_free", "in_memory", "reader", "refs", "retired")
 
-    def __init__(self, reader: PartReader, *, in_memory: bool = False, on_free: Callable[[PartHandle], None] | None = None) -> None:
+    def __init__(
+        self,
+        reader: PartReader,
+        *,
+        in_memory: bool = False,
+        on_free: Callable[[PartHandle], None] | None = None,
+    ) -> None:
         self.reader = reader
         self.in_memory = in_memory
         self.refs = 1  # the owner's reference (live set or memory view)

@@ -22,7 +22,7 @@ from lamina.batch import columns_from_batch, rows_to_batch
 from lamina.engine import Engine
 from lamina.errors import CorruptPartError, InvalidInputError, LaminaError, StoreClosedError
 from lamina.format.rows import take
-from lamina.io.durable import makedirs_durable, rmtree, write_atomic, fsync_dir
+from lamina.io.durable import fsync_dir, makedirs_durable, rmtree, write_atomic
 from lamina.io.fs import FileSystem, OSFileSystem, absolute
 from lamina.log import get_logger
 from lamina.merge.policy import select_parts
@@ -134,7 +134,11 @@ class EngineHandle:
         interval = self.engine.segment_interval_ns
         segs = ts // interval
         for s in np.unique(segs):
-            part = rows if len(segs) and segs[0] == s and (segs == s).all() else take(rows, np.nonzero(segs == s)[0])
+            part = (
+                rows
+                if len(segs) and segs[0] == s and (segs == s).all()
+                else take(rows, np.nonzero(segs == s)[0])
+            )
             table = self._table(dataset, int(s) * interval)
             table.append(part)
             if table.pending_rows >= self.engine.flush_rows:
@@ -285,9 +289,16 @@ class Store:
             except (ValueError, KeyError, TypeError) as e:
                 raise LaminaError(f"{desc} is not a Lamina store descriptor: {e}") from None
             if version != DESCRIPTOR_VERSION:
-                raise LaminaError(f"{desc}: store format {version} is not supported (this Lamina reads {DESCRIPTOR_VERSION})")
+                raise LaminaError(
+                    f"{desc}: store format {version} is not supported "
+                    f"(this Lamina reads {DESCRIPTOR_VERSION})"
+                )
             return
-        body = {"format_version": DESCRIPTOR_VERSION, "created_by": f"lamina {__version__}", "created_ns": time.time_ns()}
+        body = {
+            "format_version": DESCRIPTOR_VERSION,
+            "created_by": f"lamina {__version__}",
+            "created_ns": time.time_ns(),
+        }
         write_atomic(self.fs, desc, json.dumps(body, indent=1).encode())
 
     def engine(self, name: str) -> EngineHandle:
@@ -336,7 +347,9 @@ class Store:
             now = time.monotonic()
             for h in list(self._handles.values()):
                 for t in h.tables():
-                    if t.pending_rows and (t.pending_rows >= h.engine.flush_rows or t.pending_age >= self.flush_interval_s):
+                    if t.pending_rows and (
+                        t.pending_rows >= h.engine.flush_rows or t.pending_age >= self.flush_interval_s
+                    ):
                         self._guarded(f"flush {t.path}", t.flush)
             if now - last_merge >= self.merge_interval_s:
                 last_merge = now
@@ -387,7 +400,7 @@ class Store:
         self.close()
 
 
-def open(path: str, **kwargs: Any) -> Store:  # noqa: A001 - the API is lamina.open(path)
+def open(path: str, **kwargs: Any) -> Store:
     """Open (creating if needed) the store at `path`; engines are found by entry point."""
     return Store(path, **kwargs)
 

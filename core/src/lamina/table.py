@@ -7,6 +7,7 @@ flush, merge execution, quarantine and recovery. Every change of the live set go
 
 from __future__ import annotations
 
+import itertools
 import posixpath
 import threading
 import time
@@ -188,8 +189,20 @@ class Table:
     def _finish_interrupted_quarantine(self, pname: str) -> None:
         dest = posixpath.join(self.path, names.CORRUPT_DIR, pname)
         if not self.fs.exists(posixpath.join(dest, names.REASON)):
-            err = CorruptPartError(pname, "", -1, CorruptionReason.METADATA, "quarantine interrupted by a crash; original reason lost")
-            write_reason(self.fs, dest, reason_record(err, engine=self.engine.name, dataset=self.dataset, table=self.path, stage="recovery"))
+            err = CorruptPartError(
+                pname,
+                "",
+                -1,
+                CorruptionReason.METADATA,
+                "quarantine interrupted by a crash; original reason lost",
+            )
+            write_reason(
+                self.fs,
+                dest,
+                reason_record(
+                    err, engine=self.engine.name, dataset=self.dataset, table=self.path, stage="recovery"
+                ),
+            )
         self.log.warning("completed an interrupted quarantine of {}", pname)
 
     def _open_part(self, pname: str, meta: PartMeta | None = None) -> PartReader:
@@ -291,7 +304,9 @@ class Table:
         sink = MemSink()
         ptags, tag_data = tags_for_rows(engine.schema, rows)
         self._maybe_train_dictionary(rows, keys)
-        w = PartWriter(sink, engine.schema, self.env.layout, ptags, dictionary=self.dictionary, threads=self.env.threads)
+        w = PartWriter(
+            sink, engine.schema, self.env.layout, ptags, dictionary=self.dictionary, threads=self.env.threads
+        )
         for a, b in block_bounds(engine.schema, keys, row_sizes(engine.schema, rows)):
             w.add_block(keys[a], take(rows, slice(a, b)), {t: d[a:b] for t, d in tag_data.items()})
         meta = w.finish(part_id=part_id, engine=engine.name, dataset=self.dataset)
@@ -305,7 +320,10 @@ class Table:
             return rows, keys
         n = len(keys)
         bounds = [0] + [i for i in range(1, n) if keys[i] != keys[i - 1]] + [n]
-        groups = [self.engine.equal_key_rule(take(rows, slice(a, b))) for a, b in zip(bounds, bounds[1:], strict=False)]
+        groups = [
+            self.engine.equal_key_rule(take(rows, slice(a, b)))
+            for a, b in itertools.pairwise(bounds)
+        ]
         out_keys = [keys[a] for a, g in zip(bounds, groups, strict=False) for _ in range(rows_len(g))]
         return concat(self.engine.schema, groups), out_keys
 
@@ -322,8 +340,14 @@ class Table:
             if self._mem_view is None:
                 rows = concat(self.engine.schema, self._pending)
                 sink, meta = self._build_part(rows, 0)
-                reader = PartReader.open(MemSource(sink.files), "memory", meta=meta, kinds=self.kinds,
-                                         key_filter=self.env.layout.key_filter, engine=self.engine.name)
+                reader = PartReader.open(
+                    MemSource(sink.files),
+                    "memory",
+                    meta=meta,
+                    kinds=self.kinds,
+                    key_filter=self.env.layout.key_filter,
+                    engine=self.engine.name,
+                )
                 self._mem_view = PartHandle(reader, in_memory=True)
             self._mem_view.incref()
             return self._mem_view
@@ -344,8 +368,17 @@ class Table:
             try:
                 if flushing is None:
                     sink, meta = self._build_part(rows, 0)
-                    flushing = PartHandle(PartReader.open(MemSource(sink.files), "memory", meta=meta, kinds=self.kinds,
-                                                          key_filter=self.env.layout.key_filter, engine=self.engine.name), in_memory=True)
+                    flushing = PartHandle(
+                        PartReader.open(
+                            MemSource(sink.files),
+                            "memory",
+                            meta=meta,
+                            kinds=self.kinds,
+                            key_filter=self.env.layout.key_filter,
+                            engine=self.engine.name,
+                        ),
+                        in_memory=True,
+                    )
                 else:
                     flushing.incref()
                 with self._buf_lock:
@@ -354,7 +387,9 @@ class Table:
                 files = flushing.reader.source.files  # type: ignore[attr-defined]
                 meta = attrs.evolve(flushing.reader.meta, part_id=pid)
                 pname = names.part_name(pid)
-                self._guard_fsync(lambda: write_mem_part(self.fs, posixpath.join(self.path, pname), files, meta))
+                self._guard_fsync(
+                    lambda: write_mem_part(self.fs, posixpath.join(self.path, pname), files, meta)
+                )
                 handle = self._handle(self._open_part(pname, meta))
                 try:
                     self._commit([handle], [])
@@ -381,8 +416,14 @@ class Table:
                     view.decref()
         self.env.metrics.inc("lamina_flushes_total", engine=self.engine.name)
         self.env.metrics.inc("lamina_flushed_rows_total", nrows, engine=self.engine.name)
-        self.env.hook.lamina_part_committed(engine=self.engine.name, dataset=self.dataset, table=self.path,
-                                            part=pname, kind="flush", rows=meta.rows)
+        self.env.hook.lamina_part_committed(
+            engine=self.engine.name,
+            dataset=self.dataset,
+            table=self.path,
+            part=pname,
+            kind="flush",
+            rows=meta.rows,
+        )
         return pid
 
     # -- snapshots ---------------------------------------------------------------------------
@@ -402,7 +443,13 @@ class Table:
     def part_infos(self) -> list[PartInfo]:
         with self._commit_lock:
             return [
-                PartInfo(h.part_id, h.reader.meta.data_size(), h.reader.meta.rows, h.reader.meta.level, h.reader.meta.created_ns)
+                PartInfo(
+                    h.part_id,
+                    h.reader.meta.data_size(),
+                    h.reader.meta.rows,
+                    h.reader.meta.level,
+                    h.reader.meta.created_ns,
+                )
                 for h in self._live.values()
             ]
 
@@ -431,8 +478,16 @@ class Table:
         sink: DirSink | None = None
         try:
             sink = self._guard_fsync(lambda: DirSink(self.fs, ppath))
-            meta = merge_parts(self.engine, self.env.layout, readers, sink, part_id=pid, dataset=self.dataset,
-                               dictionary=self.dictionary, threads=self.env.threads)
+            meta = merge_parts(
+                self.engine,
+                self.env.layout,
+                readers,
+                sink,
+                part_id=pid,
+                dataset=self.dataset,
+                dictionary=self.dictionary,
+                threads=self.env.threads,
+            )
             self._guard_fsync(sink.close)
             self._guard_fsync(lambda: publish(self.fs, ppath, meta))
             handle = self._handle(self._open_part(pname, meta))
@@ -463,25 +518,50 @@ class Table:
         m.inc("lamina_merged_parts_total", len(inputs), engine=self.engine.name)
         secs = time.monotonic() - t0
         self.log.bind(part=pname).debug("merged {} parts into {} in {:.3f}s", len(inputs), pname, secs)
-        self.env.hook.lamina_part_committed(engine=self.engine.name, dataset=self.dataset, table=self.path,
-                                            part=pname, kind="merge", rows=meta.rows)
-        self.env.hook.lamina_merge_finished(engine=self.engine.name, table=self.path,
-                                            inputs=[h.name for h in inputs], output=pname, seconds=secs)
+        self.env.hook.lamina_part_committed(
+            engine=self.engine.name,
+            dataset=self.dataset,
+            table=self.path,
+            part=pname,
+            kind="merge",
+            rows=meta.rows,
+        )
+        self.env.hook.lamina_merge_finished(
+            engine=self.engine.name,
+            table=self.path,
+            inputs=[h.name for h in inputs],
+            output=pname,
+            seconds=secs,
+        )
         return pid
 
     # -- quarantine --------------------------------------------------------------------------
     def _set_aside(self, pname: str, err: CorruptPartError, *, stage: str) -> dict[str, Any]:
         """Move a part to corrupt/ with reason.json; log, count, announce. Manifest is the caller's."""
-        reason = reason_record(err, engine=self.engine.name, dataset=self.dataset, table=self.path, stage=stage)
+        reason = reason_record(
+            err, engine=self.engine.name, dataset=self.dataset, table=self.path, stage=stage
+        )
         move_to_corrupt(self.fs, self.path, pname, reason)
         from lamina.format.records import CONVERTER
 
         fields = CONVERTER.unstructure(reason)
-        self.log.bind(part=pname, **{k: v for k, v in fields.items() if k not in ("part", "engine", "table")}).error(
-            "quarantined part {} of {}: {} in {} at offset {}: {}", pname, self.path, err.reason.value, err.file, err.offset, err.detail
+        self.log.bind(
+            part=pname, **{k: v for k, v in fields.items() if k not in ("part", "engine", "table")}
+        ).error(
+            "quarantined part {} of {}: {} in {} at offset {}: {}",
+            pname,
+            self.path,
+            err.reason.value,
+            err.file,
+            err.offset,
+            err.detail,
         )
-        self.env.metrics.inc("lamina_corrupt_parts_total", engine=self.engine.name, stage=stage, reason=err.reason.value)
-        self.env.hook.lamina_part_quarantined(engine=self.engine.name, table=self.path, part=pname, reason=fields)
+        self.env.metrics.inc(
+            "lamina_corrupt_parts_total", engine=self.engine.name, stage=stage, reason=err.reason.value
+        )
+        self.env.hook.lamina_part_quarantined(
+            engine=self.engine.name, table=self.path, part=pname, reason=fields
+        )
         return fields
 
     def quarantine(self, part_id: int, err: CorruptPartError, *, stage: str) -> bool:

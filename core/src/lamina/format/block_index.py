@@ -33,9 +33,7 @@ from lamina.format.encoding import (
     put_uvarint,
 )
 
-ENTRY = np.dtype(
-    [("offset", "<u8"), ("size", "<u4"), ("raw", "<u4"), ("crc", "<u4"), ("codec", "u1")]
-)
+ENTRY = np.dtype([("offset", "<u8"), ("size", "<u4"), ("raw", "<u4"), ("crc", "<u4"), ("codec", "u1")])
 BLOCK = np.dtype([("rows", "<u4"), ("min_ts", "<i8"), ("max_ts", "<i8")])
 GRANULE = np.dtype(
     [("blocks", "<u4"), ("rows", "<u4"), ("min_ts", "<i8"), ("max_ts", "<i8"), ("primary", ENTRY)]
@@ -71,9 +69,7 @@ class Granule:
 
 
 def encode_granule(keys: Sequence[bytes], blocks: np.ndarray, entries: np.ndarray) -> bytes:
-    return b"".join(
-        (put_uvarint(len(keys)), _put_bytes_list(keys), blocks.tobytes(), entries.tobytes())
-    )
+    return b"".join((put_uvarint(len(keys)), _put_bytes_list(keys), blocks.tobytes(), entries.tobytes()))
 
 
 def decode_granule(data: bytes | memoryview, n_streams: int, expected_blocks: int) -> Granule:

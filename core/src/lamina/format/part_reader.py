@@ -45,6 +45,7 @@ class Source(Protocol):
     def read_all(self, name: str) -> bytes: ...
     def listing(self) -> dict[str, int]:
         """File name -> size for every file present."""
+
     def close(self) -> None: ...
 
 
@@ -164,8 +165,13 @@ class PartReader:
             meta = parse_metadata(source.read_all(names.METADATA), name)
             if names.parse_part_name(name) is not None and meta.part_id != int(name, 16):
                 raise CorruptPartError(
-                    name, names.METADATA, -1, R.METADATA, "part_id does not match directory",
-                    expected=int(name, 16), actual=meta.part_id,
+                    name,
+                    names.METADATA,
+                    -1,
+                    R.METADATA,
+                    "part_id does not match directory",
+                    expected=int(name, 16),
+                    actual=meta.part_id,
                 )
             check_listing(name, meta, listing)
         self = cls(name, meta, source, engine=engine)
@@ -176,12 +182,14 @@ class PartReader:
         self._kinds = kinds
         raw_meta = self._small(names.META_INDEX)
         self.index = self._decode(
-            names.META_INDEX, -1,
+            names.META_INDEX,
+            -1,
             lambda: decode_meta(raw_meta, len(meta.block_streams), len(meta.granule_streams)),
         )
-        if int(self.index.granules["blocks"].sum()) != meta.blocks or int(
-            self.index.granules["rows"].sum()
-        ) != meta.rows:
+        if (
+            int(self.index.granules["blocks"].sum()) != meta.blocks
+            or int(self.index.granules["rows"].sum()) != meta.rows
+        ):
             raise CorruptPartError(name, names.META_INDEX, -1, R.METADATA, "block/row counts disagree")
         for t in meta.tags:
             fname = names.tag_meta_file(t)
@@ -203,8 +211,13 @@ class PartReader:
         want = self.meta.checksums.get(fname)
         if want is None or crc32c(data) != want:
             raise CorruptPartError(
-                self.name, fname, -1, R.CHECKSUM, "whole-file checksum mismatch",
-                expected=want, actual=crc32c(data),
+                self.name,
+                fname,
+                -1,
+                R.CHECKSUM,
+                "whole-file checksum mismatch",
+                expected=want,
+                actual=crc32c(data),
             )
         return self._decode(fname, -1, lambda: unpack_small_file(data))
 
@@ -214,32 +227,54 @@ class PartReader:
             return self.source.read(fname, offset, size)
         except ShortReadError as e:
             raise CorruptPartError(
-                self.name, fname, offset, R.SHORT_READ, str(e), expected=e.wanted, actual=e.got,
+                self.name,
+                fname,
+                offset,
+                R.SHORT_READ,
+                str(e),
+                expected=e.wanted,
+                actual=e.got,
                 engine=self.engine,
             ) from None
         except FileNotFoundError:
-            raise CorruptPartError(self.name, fname, -1, R.MISSING_FILE, "file vanished", engine=self.engine) from None
+            raise CorruptPartError(
+                self.name, fname, -1, R.MISSING_FILE, "file vanished", engine=self.engine
+            ) from None
 
     def _decode(self, fname: str, offset: int, fn: Callable[[], Any]) -> Any:
         try:
             return fn()
         except (DecodeError, ValueError, TypeError, KeyError, IndexError, OverflowError) as e:
-            raise CorruptPartError(self.name, fname, offset, R.DECODE, f"{type(e).__name__}: {e}", engine=self.engine) from None
+            raise CorruptPartError(
+                self.name, fname, offset, R.DECODE, f"{type(e).__name__}: {e}", engine=self.engine
+            ) from None
 
     def read_frame_raw(self, fname: str, entry: np.void) -> bytes:
         """Stored bytes of one frame, checksum verified (for raw copies and for decoding)."""
         off, size = int(entry["offset"]), int(entry["size"])
         if off + size > self.meta.files.get(fname, 0):
             raise CorruptPartError(
-                self.name, fname, off, R.OFFSET_MISMATCH, f"frame of {size} bytes beyond end of file",
-                expected=self.meta.files.get(fname, 0), actual=off + size, engine=self.engine,
+                self.name,
+                fname,
+                off,
+                R.OFFSET_MISMATCH,
+                f"frame of {size} bytes beyond end of file",
+                expected=self.meta.files.get(fname, 0),
+                actual=off + size,
+                engine=self.engine,
             )
         data = self._read(fname, off, size)
         crc = crc32c(data)
         if crc != int(entry["crc"]):
             raise CorruptPartError(
-                self.name, fname, off, R.CHECKSUM, "frame checksum mismatch",
-                expected=f"{int(entry['crc']):#010x}", actual=f"{crc:#010x}", engine=self.engine,
+                self.name,
+                fname,
+                off,
+                R.CHECKSUM,
+                "frame checksum mismatch",
+                expected=f"{int(entry['crc']):#010x}",
+                actual=f"{crc:#010x}",
+                engine=self.engine,
             )
         return data
 
@@ -247,7 +282,8 @@ class PartReader:
         data = self.read_frame_raw(fname, entry)
         zd = self.dictionary if int(entry["codec"]) == compression.CODEC_ZSTD_DICT else None
         return self._decode(
-            fname, int(entry["offset"]),
+            fname,
+            int(entry["offset"]),
             lambda: compression.unpack(int(entry["codec"]), data, int(entry["raw"]), zd),
         )
 
@@ -267,17 +303,26 @@ class PartReader:
             rec = self.index.granules[g]
             raw = self.read_frame(names.PRIMARY, rec["primary"])
             gran = self._decode(
-                names.PRIMARY, int(rec["primary"]["offset"]),
+                names.PRIMARY,
+                int(rec["primary"]["offset"]),
                 lambda raw=raw, rec=rec: decode_granule(raw, self.index.n_block_streams, int(rec["blocks"])),
             )
             if int(gran.blocks["rows"].sum()) != int(rec["rows"]):
-                raise CorruptPartError(self.name, names.PRIMARY, int(rec["primary"]["offset"]), R.METADATA,
-                                       "granule row count disagrees with meta.bin", engine=self.engine)
+                raise CorruptPartError(
+                    self.name,
+                    names.PRIMARY,
+                    int(rec["primary"]["offset"]),
+                    R.METADATA,
+                    "granule row count disagrees with meta.bin",
+                    engine=self.engine,
+                )
             grans.append(gran)
         return _BlockTable(self, grans)
 
     def may_contain(self, key: bytes) -> bool:
-        if self.meta.min_key and not (bytes.fromhex(self.meta.min_key) <= key <= bytes.fromhex(self.meta.max_key)):
+        if self.meta.min_key and not (
+            bytes.fromhex(self.meta.min_key) <= key <= bytes.fromhex(self.meta.max_key)
+        ):
             return False
         return self._bloom is None or self._bloom.may_contain(key)
 
@@ -298,14 +343,17 @@ class PartReader:
         ndata = len(self.meta.granule_streams) - len(self.meta.tags)
         if stream < ndata:
             cols = self.meta.layout[fname]
+
             def dec() -> dict[str, np.ndarray]:
                 parts = split_frame(raw, len(cols))
                 return {c: decode_column(self._kinds[c], p, count) for c, p in zip(cols, parts, strict=True)}
         else:
             tag = self.tag_names[stream - ndata]
             mode, tdict = self._tagdicts[tag]
+
             def dec() -> np.ndarray:  # type: ignore[misc]
                 return decode_chunk(mode, raw, count, len(tdict) if tdict is not None else 0)
+
         value = self._decode(fname, off, dec)
         with self._lock:
             self._chunks[key] = value
@@ -352,12 +400,19 @@ class PartReader:
             entry = bt.entries[i, j]
             raw = self.read_frame(fname, entry)
             n = int(bt.rows[i])
+
             def dec(raw: bytes = raw, cols: list[str] = cols, n: int = n) -> dict[str, np.ndarray]:
                 parts = split_frame(raw, len(cols))
-                return {c: decode_column(self._kinds[c], p, n) for c, p in zip(cols, parts, strict=True)
-                        if want is None or c in want}
+                return {
+                    c: decode_column(self._kinds[c], p, n)
+                    for c, p in zip(cols, parts, strict=True)
+                    if want is None or c in want
+                }
+
             out.update(self._decode(fname, int(entry["offset"]), dec))
-        for s, fname in enumerate(self.meta.granule_streams[: len(self.meta.granule_streams) - len(self.meta.tags)]):
+        for s, fname in enumerate(
+            self.meta.granule_streams[: len(self.meta.granule_streams) - len(self.meta.tags)]
+        ):
             cols = self.meta.layout[fname]
             if want is not None and not want.intersection(cols):
                 continue
@@ -368,7 +423,9 @@ class PartReader:
             out[tags_col] = self.read_tags(i, tags, codes=tag_codes)
         return out
 
-    def read_tags(self, i: int, tags: list[str] | None = None, *, codes: bool = False) -> dict[str, np.ndarray]:
+    def read_tags(
+        self, i: int, tags: list[str] | None = None, *, codes: bool = False
+    ) -> dict[str, np.ndarray]:
         bt = self.blocks
         g, lo, hi = bt.granule_of[i], bt.row_lo[i], bt.row_hi[i]
         ndata = len(self.meta.granule_streams) - len(self.meta.tags)
@@ -396,7 +453,9 @@ class PartReader:
 
     def granule_column(self, g: int, column: str) -> np.ndarray:
         """All values of a granule-mode column for the rows of granule `g`."""
-        for s, fname in enumerate(self.meta.granule_streams[: len(self.meta.granule_streams) - len(self.meta.tags)]):
+        for s, fname in enumerate(
+            self.meta.granule_streams[: len(self.meta.granule_streams) - len(self.meta.tags)]
+        ):
             if column in self.meta.layout[fname]:
                 return self._chunk(g, s)[column]
         raise KeyError(f"{column} is not stored per granule in part {self.name}")
@@ -451,7 +510,9 @@ class _BlockTable:
     def __init__(self, part: PartReader, grans: list[Granule]) -> None:
         self.keys: list[bytes] = [k for g in grans for k in g.keys]
         if any(self.keys[i] < self.keys[i - 1] for i in range(1, len(self.keys))):
-            raise CorruptPartError(part.name, names.PRIMARY, -1, R.DECODE, "block keys out of order across granules")
+            raise CorruptPartError(
+                part.name, names.PRIMARY, -1, R.DECODE, "block keys out of order across granules"
+            )
         if grans:
             recs = np.concatenate([g.blocks for g in grans])
             self.entries = np.concatenate([g.entries for g in grans])
@@ -461,7 +522,11 @@ class _BlockTable:
         self.rows = recs["rows"].astype(np.int64)
         self.min_ts = recs["min_ts"]
         self.max_ts = recs["max_ts"]
-        self.granule_of = np.concatenate([np.full(len(g.keys), gi) for gi, g in enumerate(grans)]) if grans else np.zeros(0, np.int64)
+        self.granule_of = (
+            np.concatenate([np.full(len(g.keys), gi) for gi, g in enumerate(grans)])
+            if grans
+            else np.zeros(0, np.int64)
+        )
         lo = np.zeros(len(self.keys), dtype=np.int64)
         start = 0
         for g in grans:
@@ -485,8 +550,13 @@ def check_listing(name: str, meta: PartMeta, listing: dict[str, int]) -> None:
             raise CorruptPartError(name, fname, -1, R.MISSING_FILE, "listed in metadata.json but absent")
         if listing[fname] != size:
             raise CorruptPartError(
-                name, fname, -1, R.SIZE_MISMATCH, "file size differs from metadata.json",
-                expected=size, actual=listing[fname],
+                name,
+                fname,
+                -1,
+                R.SIZE_MISMATCH,
+                "file size differs from metadata.json",
+                expected=size,
+                actual=listing[fname],
             )
     for fname in sorted(listing):
         if fname != names.METADATA and fname not in meta.files:

@@ -7,6 +7,7 @@ verbatim) or a directory of SeqWriters (a merge output streamed to disk). It nev
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from typing import Protocol
@@ -212,7 +213,9 @@ class PartWriter:
         entry["size"], entry["raw"], entry["crc"], entry["codec"] = len(payload), raw, crc, codec
         self.uncompressed += raw
 
-    def _pack_write(self, name: str, raw: bytes, entry: np.void, level: int, zd: ZstdDict | None = None) -> None:
+    def _pack_write(
+        self, name: str, raw: bytes, entry: np.void, level: int, zd: ZstdDict | None = None
+    ) -> None:
         codec, payload = compression.pack(raw, level, zd)
         self._write_frame(name, codec, payload, len(raw), crc32c(payload), entry)
 
@@ -241,7 +244,9 @@ class PartWriter:
         g = np.zeros((), dtype=GRANULE)
         g["blocks"], g["rows"] = nb, self._grows
         g["min_ts"], g["max_ts"] = blocks["min_ts"].min(), blocks["max_ts"].max()
-        self._pack_write(names.PRIMARY, encode_granule(self._keys, blocks, entries), g["primary"], INDEX_LEVEL)
+        self._pack_write(
+            names.PRIMARY, encode_granule(self._keys, blocks, entries), g["primary"], INDEX_LEVEL
+        )
         self._granules.append(g)
         self._gentries.append(gentries)
         self._first_keys.append(self._keys[0])
@@ -350,7 +355,7 @@ def block_bounds(schema: BlockSchema, keys: list[bytes], sizes: np.ndarray) -> l
     max_b, max_r = schema.block_max_bytes, schema.block_max_rows or n
     cum = np.concatenate(([0], np.cumsum(sizes)))
     out = []
-    for a, b in zip(changes, changes[1:], strict=False):
+    for a, b in itertools.pairwise(changes):
         if cum[b] - cum[a] <= max_b and b - a <= max_r:
             out.append((a, b))
             continue
@@ -376,7 +381,9 @@ MAX_TRAINING_BLOCKS = 2000
 DICTIONARY_BYTES = 64 * 1024
 
 
-def train_for_layout(schema: BlockSchema, layout: FileLayout, rows: Rows, keys: list[bytes]) -> ZstdDict | None:
+def train_for_layout(
+    schema: BlockSchema, layout: FileLayout, rows: Rows, keys: list[bytes]
+) -> ZstdDict | None:
     """Train the table's zstd dictionary on real frames of the dictionary-compressed files.
 
     Trained once per table and reused by every later flush and merge, so frames of different parts

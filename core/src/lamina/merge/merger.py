@@ -40,7 +40,9 @@ def _output_tags(readers: list[PartReader]) -> tuple[PartTags, dict[tuple[int, s
         local: dict[tuple[int, str], np.ndarray] = {}
         for ri, (_, d) in srcs:
             assert d is not None
-            local[(ri, t)] = np.fromiter((0, *(out.add(v) for v in d.values)), dtype=np.int64, count=len(d) + 1)
+            local[(ri, t)] = np.fromiter(
+                (0, *(out.add(v) for v in d.values)), dtype=np.int64, count=len(d) + 1
+            )
         if len(out) > MAX_DICT:
             modes[t] = (MODE_PLAIN, None)
             continue

@@ -23,11 +23,16 @@ SCHEMA = BlockSchema(
     sort_key=("key", "ts"),
     timestamp="ts",
 )
-LAYOUT = FileLayout(files=(("values.bin", ("key", "value")), ("ts.bin", ("ts",))), key_filter="key.filter",
-                    granule_files=("ts.bin",))
+LAYOUT = FileLayout(
+    files=(("values.bin", ("key", "value")), ("ts.bin", ("ts",))),
+    key_filter="key.filter",
+    granule_files=("ts.bin",),
+)
 
 
-def scan(ctx: QueryContext, *, start: int | None = None, end: int | None = None) -> list[tuple[bytes, int, bytes, dict[str, Any]]]:
+def scan(
+    ctx: QueryContext, *, start: int | None = None, end: int | None = None
+) -> list[tuple[bytes, int, bytes, dict[str, Any]]]:
     """Every row as (key, ts, value, tags), sorted."""
     out = []
     for part in ctx.parts(start, end):
@@ -35,8 +40,14 @@ def scan(ctx: QueryContext, *, start: int | None = None, end: int | None = None)
             r = part.read_block(i)
             tags = r.get("tags", {})
             for j in range(len(r["key"])):
-                out.append((r["key"][j], int(r["ts"][j]), r["value"][j],
-                            {t: c[j] for t, c in tags.items() if c[j] is not None}))
+                out.append(
+                    (
+                        r["key"][j],
+                        int(r["ts"][j]),
+                        r["value"][j],
+                        {t: c[j] for t, c in tags.items() if c[j] is not None},
+                    )
+                )
     out.sort(key=lambda x: (x[0], x[1], x[2]))
     return out
 
@@ -57,11 +68,18 @@ KV = Engine(
 )
 
 
-def kv_batch(keys: list[bytes], ts: list[int], values: list[bytes] | None = None, tags: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def kv_batch(
+    keys: list[bytes],
+    ts: list[int],
+    values: list[bytes] | None = None,
+    tags: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     return {
         "key": keys,
         "ts": ts,
-        "value": values if values is not None else [k + b"=" + str(t).encode() for k, t in zip(keys, ts, strict=True)],
+        "value": values
+        if values is not None
+        else [k + b"=" + str(t).encode() for k, t in zip(keys, ts, strict=True)],
         "tags": tags if tags is not None else [{"k": k.decode(errors="replace")[:1]} for k in keys],
     }
 

@@ -17,11 +17,15 @@ def normalize(batch: Mapping[str, Any]) -> Mapping[str, Any]:
     """Trace-specific checks on top of the core's type checks: IDs non-empty and bounded,
     durations non-negative."""
     if not isinstance(batch, Mapping):
-        raise InvalidInputError("batch", f"expected a mapping of column -> values, got {type(batch).__name__}", engine="trace")
+        raise InvalidInputError(
+            "batch", f"expected a mapping of column -> values, got {type(batch).__name__}", engine="trace"
+        )
     for col in ("trace_id", "span_id"):
         for i, v in enumerate(batch.get(col, ())):
             if type(v) is bytes and not 0 < len(v) <= MAX_ID_BYTES:
-                raise InvalidInputError(col, f"must be 1 to {MAX_ID_BYTES} bytes, got {len(v)}", engine="trace", row=i)
+                raise InvalidInputError(
+                    col, f"must be 1 to {MAX_ID_BYTES} bytes, got {len(v)}", engine="trace", row=i
+                )
     for i, d in enumerate(batch.get("duration", ())):
         if isinstance(d, int) and d < 0:
             raise InvalidInputError("duration", f"negative duration {d}", engine="trace", row=i)
@@ -40,7 +44,9 @@ def query(
     """`trace_ids=[...]`: whole traces; otherwise spans in [start, end) matching `tags`."""
     if trace_ids is not None:
         if start is not None or end is not None or tags or limit is not None:
-            raise InvalidInputError("trace_ids", "cannot be combined with start/end/tags/limit", engine="trace")
+            raise InvalidInputError(
+                "trace_ids", "cannot be combined with start/end/tags/limit", engine="trace"
+            )
         return q.by_trace_ids(ctx, list(trace_ids))
     return q.by_time_range(ctx, start, end, tags, limit)
 

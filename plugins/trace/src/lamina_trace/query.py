@@ -34,7 +34,9 @@ def by_trace_ids(ctx: QueryContext, trace_ids: Sequence[bytes]) -> list[Span]:
     in the order they were written (older parts first)."""
     for i, t in enumerate(trace_ids):
         if type(t) is not bytes:
-            raise InvalidInputError("trace_ids", f"expected bytes, got {type(t).__name__}", engine="trace", row=i)
+            raise InvalidInputError(
+                "trace_ids", f"expected bytes, got {type(t).__name__}", engine="trace", row=i
+            )
     found: dict[bytes, list[tuple[int, list[Span]]]] = {t: [] for t in trace_ids}
     parts = sorted(ctx.parts(), key=lambda p: p.meta.part_id or 1 << 62)  # memory parts last
     for part in parts:
@@ -52,11 +54,14 @@ def _tag_mask(part: Any, g: int, name: str, want: Any) -> np.ndarray | None:
         pred = want.predicate
     elif isinstance(want, list | tuple | set | frozenset):
         allowed = set(want)
+
         def pred(v: Any) -> bool:
             return v in allowed and type(v) in {type(a) for a in allowed}
     else:
+
         def pred(v: Any) -> bool:
             return v == want and type(v) is type(want)
+
     codes = part.tag_codes_matching(name, pred) if name in part.meta.tags else None
     if name not in part.meta.tags:
         return None
