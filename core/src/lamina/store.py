@@ -27,7 +27,7 @@ from lamina.io.fs import FileSystem, OSFileSystem, absolute
 from lamina.log import get_logger
 from lamina.merge.policy import select_parts
 from lamina.metrics import Metrics
-from lamina.plugins import Registry, load_registry
+from lamina.plugins import Registry
 from lamina.query import QueryContext
 from lamina.table import Table, TableEnv
 
@@ -185,6 +185,8 @@ class EngineHandle:
         """Merge now. `force`: every table with 2+ parts into one part; else one policy round."""
         merges = 0
         for t in self.tables():
+            # A merge that met a damaged input quarantined it and returned None: choose again from
+            # the remaining parts. Each round removes a part, so this ends.
             while True:
                 infos = t.part_infos()
                 ids = [p.part_id for p in infos] if force else self.store._pick(self, infos)
@@ -192,10 +194,7 @@ class EngineHandle:
                     break
                 if t.merge(ids) is not None:
                     merges += 1
-                    if not force:
-                        break
                     break
-                # an input was quarantined: retry with the rest
         return merges
 
     def apply_retention(self, now_ns: int | None = None) -> int:
@@ -404,5 +403,3 @@ def open(path: str, **kwargs: Any) -> Store:
     """Open (creating if needed) the store at `path`; engines are found by entry point."""
     return Store(path, **kwargs)
 
-
-_ = load_registry  # re-exported for the CLI

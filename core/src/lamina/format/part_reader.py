@@ -12,8 +12,7 @@ import bisect
 import posixpath
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
@@ -125,6 +124,7 @@ class PartReader:
         self.dictionary: ZstdDict | None = None
         self.index: MetaIndex
         self._kinds: dict[str, ColumnKind] = {}
+        self._key_range = (bytes.fromhex(meta.min_key), bytes.fromhex(meta.max_key))
 
     # -- opening -----------------------------------------------------------------------------
     @classmethod
@@ -320,9 +320,8 @@ class PartReader:
         return _BlockTable(self, grans)
 
     def may_contain(self, key: bytes) -> bool:
-        if self.meta.min_key and not (
-            bytes.fromhex(self.meta.min_key) <= key <= bytes.fromhex(self.meta.max_key)
-        ):
+        """False when `key` is certainly absent: outside [min_key, max_key] or not in the bloom."""
+        if not self._key_range[0] <= key <= self._key_range[1]:
             return False
         return self._bloom is None or self._bloom.may_contain(key)
 
@@ -561,8 +560,3 @@ def check_listing(name: str, meta: PartMeta, listing: dict[str, int]) -> None:
     for fname in sorted(listing):
         if fname != names.METADATA and fname not in meta.files:
             raise CorruptPartError(name, fname, -1, R.UNKNOWN_FILE, "file not listed in metadata.json")
-
-
-@contextmanager
-def _noop() -> Iterator[None]:
-    yield

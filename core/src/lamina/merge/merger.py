@@ -20,7 +20,7 @@ from lamina.format.compression import CODEC_ZSTD_DICT, ZstdDict
 from lamina.format.part_meta import PartMeta
 from lamina.format.part_reader import PartReader
 from lamina.format.part_writer import PartTags, PartWriter, Sink, block_bounds
-from lamina.format.rows import Rows, concat, row_sizes, rows_len, take
+from lamina.format.rows import concat, row_sizes, rows_len, take
 from lamina.format.tags import MAX_DICT, MODE_DICT, MODE_PLAIN, TagDict
 from lamina.schema import FileLayout
 
@@ -144,7 +144,3 @@ def merge_parts(
         lineage=[r.meta.part_id for r in readers],
         level=max(r.meta.level for r in readers) + 1,
     )
-
-
-def _unused(_: Rows) -> None:  # pragma: no cover
-    pass
