@@ -252,3 +252,17 @@ def test_queries_never_see_a_part_disappear_during_merge(sim: SimFS) -> None:
     snap.release()
     assert not any(sim.exists(posixpath.join(t.path, n)) for n in before)
     s.close()
+
+
+def test_listed_part_replaced_by_a_plain_file_is_quarantined(sim: SimFS) -> None:
+    from lamina.io.durable import rmtree
+
+    _store_with_parts(sim, 2)
+    t = _table(sim)
+    victim = _parts(sim)[0]
+    rmtree(sim, f"{t}/{victim}")
+    sim.write_file(f"{t}/{victim}", b"not a part")
+    s = open_kv_store(ROOT, fs=sim)
+    assert len(s.engine("kv").query()) == 20
+    assert _reason(sim, victim)["reason"] == "missing_file"
+    s.close()

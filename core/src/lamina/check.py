@@ -5,8 +5,10 @@ newest manifest, and opens every listed part the way the store would (commit rec
 small-file checksums); `deep=True` also reads, checksums and decodes every frame.
 
 It never changes anything: no recovery, no quarantine, no clean-up, no manifest written. It is safe
-to run against a store another process has open; a table that changes under it (a flush or merge
-committing meanwhile) is checked again at its new epoch.
+to run against a store another process has open: a live store deletes a part only after committing a
+manifest without it, so a part that fails while no longer listed in the newest manifest was retired
+(merged, quarantined) under the check and is not reported; new parts being written show up as
+unlisted leftovers (info).
 
 What it finds is a list of `Problem`s, each with a severity:
 
@@ -35,8 +37,9 @@ from lamina.format.part_reader import DirSource, PartReader
 from lamina.format.records import RecordError, load_record
 from lamina.io.fs import FileSystem, OSFileSystem, absolute
 from lamina.plugins import Registry, load_registry
+from lamina.store import DESCRIPTOR_VERSION
 
-#: Tries per table when it keeps changing under the check (a live store flushing and merging).
+#: Tries to read a table's newest manifest while a live store keeps committing (and pruning).
 _ATTEMPTS = 5
 
 
@@ -130,8 +133,16 @@ def _s(v: object) -> str:
 
 def _part_problem(table: str, err: CorruptPartError) -> Problem:
     return Problem(
-        Severity.DAMAGE, Kind.CORRUPT_PART, table, part=err.part, file=err.file, offset=err.offset,
-        reason=err.reason.value, detail=err.detail, expected=_s(err.expected), actual=_s(err.actual),
+        Severity.DAMAGE,
+        Kind.CORRUPT_PART,
+        table,
+        part=err.part,
+        file=err.file,
+        offset=err.offset,
+        reason=err.reason.value,
+        detail=err.detail,
+        expected=_s(err.expected),
+        actual=_s(err.actual),
     )
 
 
@@ -141,7 +152,6 @@ class _TableResult:
     problems: list[Problem]
     parts: int = 0
     frames: int = 0
-    epoch: int | None = None
 
 
 class _Checker:
@@ -176,33 +186,48 @@ class _Checker:
             elif self.fs.is_dir(path):
                 self.check_engine_dir(name, path)
             else:
-                self.add(Severity.WARNING, Kind.FOREIGN_ENTRY, name, detail="not a Lamina file; left untouched")
+                self.add(
+                    Severity.WARNING, Kind.FOREIGN_ENTRY, name, detail="not a Lamina file; left untouched"
+                )
 
     def check_descriptor(self) -> None:
-        from lamina.store import DESCRIPTOR_VERSION
-
         try:
             data = json.loads(self.fs.read_file(posixpath.join(self.root, names.STORE_DESCRIPTOR)))
             version = data["format_version"]
         except (ValueError, KeyError, TypeError, OSError) as e:
-            self.add(Severity.DAMAGE, Kind.DESCRIPTOR, names.STORE_DESCRIPTOR,
-                     detail=f"unreadable store descriptor ({type(e).__name__}: {e}); the store will not open")
+            self.add(
+                Severity.DAMAGE,
+                Kind.DESCRIPTOR,
+                names.STORE_DESCRIPTOR,
+                detail=f"unreadable store descriptor ({type(e).__name__}: {e}); the store will not open",
+            )
             return
         if version != DESCRIPTOR_VERSION:
-            self.add(Severity.DAMAGE, Kind.DESCRIPTOR, names.STORE_DESCRIPTOR, reason="format_version",
-                     detail=f"store format {version!r} is not supported (this Lamina reads {DESCRIPTOR_VERSION})",
-                     expected=str(DESCRIPTOR_VERSION), actual=str(version))
+            self.add(
+                Severity.DAMAGE,
+                Kind.DESCRIPTOR,
+                names.STORE_DESCRIPTOR,
+                reason="format_version",
+                detail=f"store format {version!r} is not supported (this Lamina reads {DESCRIPTOR_VERSION})",
+                expected=str(DESCRIPTOR_VERSION),
+                actual=str(version),
+            )
 
     def check_engine_dir(self, engine_name: str, path: str) -> None:
         engine = self.registry.engines.get(engine_name)
         tables = list(self.table_dirs(path))
         if engine is None:
-            self.add(Severity.INFO, Kind.ENGINE_NOT_INSTALLED, engine_name,
-                     detail=f"{len(tables)} table(s) skipped: engine {engine_name!r} is not installed")
+            self.add(
+                Severity.INFO,
+                Kind.ENGINE_NOT_INSTALLED,
+                engine_name,
+                detail=f"{len(tables)} table(s) skipped: engine {engine_name!r} is not installed",
+            )
         for dataset, tpath in tables:
             if engine is None:
-                self.tables.append(TableSummary(self.rel(tpath), engine_name, dataset,
-                                                "skipped: engine not installed"))
+                self.tables.append(
+                    TableSummary(self.rel(tpath), engine_name, dataset, "skipped: engine not installed")
+                )
             else:
                 self.check_table(engine, dataset, tpath)
 
@@ -212,166 +237,297 @@ class _Checker:
         for dataset in self.listdir(engine_path):
             dpath = posixpath.join(engine_path, dataset)
             if not names.valid_dataset(dataset) or not self.fs.is_dir(dpath):
-                self.add(Severity.WARNING, Kind.FOREIGN_ENTRY, self.rel(dpath), detail="not a dataset; left untouched")
+                self.add(
+                    Severity.WARNING,
+                    Kind.FOREIGN_ENTRY,
+                    self.rel(dpath),
+                    detail="not a dataset; left untouched",
+                )
                 continue
             for seg in self.listdir(dpath):
                 spath = posixpath.join(dpath, seg)
                 if seg.endswith(names.DROPPING_SUFFIX) and self.fs.is_dir(spath):
-                    self.add(Severity.INFO, Kind.DROPPING_SEGMENT, self.rel(spath),
-                             detail="retention drop cut short; removed at the next open")
+                    self.add(
+                        Severity.INFO,
+                        Kind.DROPPING_SEGMENT,
+                        self.rel(spath),
+                        detail="retention drop cut short; removed at the next open",
+                    )
                     continue
                 if names.parse_segment_name(seg) is None or not self.fs.is_dir(spath):
-                    self.add(Severity.WARNING, Kind.FOREIGN_ENTRY, self.rel(spath),
-                             detail="not a segment; left untouched")
+                    self.add(
+                        Severity.WARNING,
+                        Kind.FOREIGN_ENTRY,
+                        self.rel(spath),
+                        detail="not a segment; left untouched",
+                    )
                     continue
                 for shard in self.listdir(spath):
                     tpath = posixpath.join(spath, shard)
                     if names.parse_shard_name(shard) is None or not self.fs.is_dir(tpath):
-                        self.add(Severity.WARNING, Kind.FOREIGN_ENTRY, self.rel(tpath),
-                                 detail="not a shard; left untouched")
+                        self.add(
+                            Severity.WARNING,
+                            Kind.FOREIGN_ENTRY,
+                            self.rel(tpath),
+                            detail="not a shard; left untouched",
+                        )
                         continue
                     out.append((dataset, tpath))
         return out
 
     # -- tables ------------------------------------------------------------------------------
     def check_table(self, engine: Engine, dataset: str, path: str) -> None:
-        result = _TableResult(TableSummary(self.rel(path), engine.name, dataset, "ok"), [])
-        for attempt in range(_ATTEMPTS):
-            result = self.check_table_once(engine, dataset, path)
-            if not any(p.is_damage for p in result.problems):
-                break
-            # A live store may have committed (merge, quarantine) while we read: damage seen
-            # against a manifest that is no longer the newest proves nothing. Check again.
-            if self.newest_epoch(path) == result.epoch:
-                break
-            if attempt == _ATTEMPTS - 1:
-                result.problems.append(Problem(
-                    Severity.WARNING, Kind.BUSY, self.rel(path),
-                    detail=f"table kept changing during the check ({_ATTEMPTS} tries); results may be stale",
-                ))
-        self.problems.extend(result.problems)
-        self.tables.append(result.summary)
-        self.parts += result.parts
-        self.frames += result.frames
+        res = self.check_table_once(engine, dataset, path)
+        self.problems.extend(res.problems)
+        self.tables.append(res.summary)
+        self.parts += res.parts
+        self.frames += res.frames
 
-    def newest_epoch(self, path: str) -> int | None:
-        try:
-            epochs = [e for n in self.fs.listdir(path) if (e := names.parse_manifest_name(n)) is not None]
-        except OSError:
-            return None
-        return max(epochs, default=None)
+    def newest_manifest(self, path: str) -> tuple[list[str], Manifest | None, list[Problem]]:
+        """Table entries, the manifest the store would use, and what is wrong with the manifests.
 
-    def load_manifest(self, table: str, path: str, entries: list[str], out: list[Problem]) -> Manifest | None:
-        """The newest manifest that verifies. A damaged newest one is damage (the store refuses to
-        open); the parts are then checked against the newest older one that verifies, if any."""
-        epochs = sorted((e for n in entries if (e := names.parse_manifest_name(n)) is not None), reverse=True)
-        if not epochs:
-            out.append(Problem(Severity.INFO, Kind.NO_MANIFEST, table,
-                               detail="no manifest yet (nothing committed); written at the next open"))
-            return None
-        for i, epoch in enumerate(epochs):
-            fname = names.manifest_name(epoch)
-            try:
-                m = load_record(self.fs.read_file(posixpath.join(path, fname)), Manifest, SUPPORTED_VERSIONS)
-                if m.epoch != epoch:
-                    raise RecordError([f"epoch {m.epoch} in a file named for epoch {epoch}"])
-                if i > 0:
-                    out.append(Problem(Severity.INFO, Kind.CORRUPT_MANIFEST, table, file=fname,
-                                       detail=f"parts checked against older manifest epoch {epoch}"))
-                return m
-            except (RecordError, OSError) as e:
+        A newest manifest that vanishes while being read was pruned by a live store committing two
+        epochs meanwhile: list again. A damaged newest one is damage (the store refuses to open);
+        the parts are then checked against the newest older one that verifies, if any.
+        """
+        table = self.rel(path)
+        for _ in range(_ATTEMPTS):
+            entries = self.listdir(path)
+            epochs = sorted(
+                (e for n in entries if (e := names.parse_manifest_name(n)) is not None), reverse=True
+            )
+            if not epochs:
+                return (
+                    entries,
+                    None,
+                    [
+                        Problem(
+                            Severity.INFO,
+                            Kind.NO_MANIFEST,
+                            table,
+                            detail="no manifest yet (nothing committed); written at the next open",
+                        )
+                    ],
+                )
+            out: list[Problem] = []
+            for i, epoch in enumerate(epochs):
+                fname = names.manifest_name(epoch)
+                try:
+                    data = self.fs.read_file(posixpath.join(path, fname))
+                except FileNotFoundError:
+                    break  # pruned under us: list again
+                except OSError as e:
+                    err: Exception = e
+                else:
+                    try:
+                        m = load_record(data, Manifest, SUPPORTED_VERSIONS)
+                        if m.epoch != epoch:
+                            raise RecordError([f"epoch {m.epoch} in a file named for epoch {epoch}"])
+                        if i > 0:
+                            out.append(
+                                Problem(
+                                    Severity.INFO,
+                                    Kind.CORRUPT_MANIFEST,
+                                    table,
+                                    file=fname,
+                                    detail=f"parts checked against the older manifest epoch {epoch}",
+                                )
+                            )
+                        return entries, m, out
+                    except RecordError as e:
+                        err = e
                 if i == 0:
-                    out.append(Problem(
-                        Severity.DAMAGE, Kind.CORRUPT_MANIFEST, table, file=fname,
-                        reason="format_version" if getattr(e, "version", False) else "metadata",
-                        detail=f"newest manifest is damaged ({e}); the store refuses to open this table "
-                               "(repair it, or open with allow_rollback=True)",
-                    ))
-        return None
+                    out.append(
+                        Problem(
+                            Severity.DAMAGE,
+                            Kind.CORRUPT_MANIFEST,
+                            table,
+                            file=fname,
+                            reason="format_version" if getattr(err, "version", False) else "metadata",
+                            detail=f"newest manifest is damaged ({err}); the store refuses to open the table "
+                            "(repair it, or open with allow_rollback=True)",
+                        )
+                    )
+            else:
+                return entries, None, out
+        return (
+            entries,
+            None,
+            [
+                Problem(
+                    Severity.WARNING,
+                    Kind.BUSY,
+                    table,
+                    detail=f"manifests kept changing during the check ({_ATTEMPTS} tries); parts not checked",
+                )
+            ],
+        )
+
+    def still_listed(self, path: str, part_id: int) -> bool:
+        """Is the part in the table's newest manifest now? A live store retires parts (merge,
+        quarantine) and deletes them after committing a manifest without them, so a part that
+        failed while no longer listed was simply retired under the check: nothing to report."""
+        _, m, _ = self.newest_manifest(path)
+        return m is None or part_id in m.parts
 
     def check_table_once(self, engine: Engine, dataset: str, path: str) -> _TableResult:
         table = self.rel(path)
         res = _TableResult(TableSummary(table, engine.name, dataset, "ok"), [])
         out = res.problems
-        entries = self.listdir(path)
-        manifest = self.load_manifest(table, path, entries, out)
+        entries, manifest, manifest_problems = self.newest_manifest(path)
+        out.extend(manifest_problems)
         live = set(manifest.parts) if manifest else set()
-        res.epoch = max((e for n in entries if (e := names.parse_manifest_name(n)) is not None), default=None)
+        # With no manifest at all the next open removes every part directory; with only damaged
+        # ones it refuses to open and removes nothing.
+        has_manifests = any(names.parse_manifest_name(n) is not None for n in entries)
         cdir = posixpath.join(path, names.CORRUPT_DIR)
         corrupt = self.listdir(cdir) if self.fs.is_dir(cdir) else []
 
         # Leftovers and strays in the table directory.
         for name in entries:
             if name.endswith(names.TMP_SUFFIX):
-                out.append(Problem(Severity.INFO, Kind.TMP_FILE, table, file=name,
-                                   detail="leftover of an interrupted atomic write; removed at the next open"))
+                out.append(
+                    Problem(
+                        Severity.INFO,
+                        Kind.TMP_FILE,
+                        table,
+                        file=name,
+                        detail="leftover of an interrupted atomic write; removed at the next open",
+                    )
+                )
             elif (pid := names.parse_part_name(name)) is not None:
-                if pid not in live and manifest is not None:
-                    out.append(Problem(Severity.INFO, Kind.UNLISTED_PART, table, part=name,
-                                       detail="not in the manifest (uncommitted output, or a flush/merge in "
-                                              "progress); removed at the next open"))
+                if pid not in live and (manifest is not None or not has_manifests):
+                    out.append(
+                        Problem(
+                            Severity.INFO,
+                            Kind.UNLISTED_PART,
+                            table,
+                            part=name,
+                            detail="not in the manifest (uncommitted output, or a flush/merge in "
+                            "progress); removed at the next open",
+                        )
+                    )
             elif name != names.CORRUPT_DIR and names.parse_manifest_name(name) is None:
-                out.append(Problem(Severity.WARNING, Kind.FOREIGN_ENTRY, table, file=name,
-                                   detail="not a Lamina file; left untouched"))
+                out.append(
+                    Problem(
+                        Severity.WARNING,
+                        Kind.FOREIGN_ENTRY,
+                        table,
+                        file=name,
+                        detail="not a Lamina file; left untouched",
+                    )
+                )
 
         # Parts already set aside.
         for name in corrupt:
             out.append(self.quarantined(table, posixpath.join(cdir, name), name))
 
         # Listed parts.
-        layout = self.registry.pm.hook.lamina_file_layout(engine=engine)
-        kinds = {c.name: c.kind for c in engine.schema.columns}
+        # The schema the store uses for this dataset: the engine's own unless a plugin extends it.
+        hook = self.registry.pm.hook
+        layout = hook.lamina_file_layout(engine=engine)
+        schema = hook.lamina_block_schema(engine=engine, dataset=dataset) or engine.schema
+        kinds = {c.name: c.kind for c in schema.columns}
+        rows = size = 0
         for pid in sorted(live):
             pname = names.part_name(pid)
             ppath = posixpath.join(path, pname)
             if not self.fs.exists(ppath):
                 if pname in corrupt:
-                    out.append(Problem(Severity.WARNING, Kind.INTERRUPTED_QUARANTINE, table, part=pname,
-                                       detail="listed but already in corrupt/; the next open completes it"))
+                    problem = Problem(
+                        Severity.WARNING,
+                        Kind.INTERRUPTED_QUARANTINE,
+                        table,
+                        part=pname,
+                        detail="listed but already in corrupt/; the next open completes it",
+                    )
                 else:
-                    out.append(Problem(Severity.DAMAGE, Kind.MISSING_PART, table, part=pname,
-                                       detail="listed in the manifest but its directory is missing (removed "
-                                              "outside Lamina); the store refuses to open this table"))
+                    problem = Problem(
+                        Severity.DAMAGE,
+                        Kind.MISSING_PART,
+                        table,
+                        part=pname,
+                        detail="listed in the manifest but its directory is missing (removed "
+                        "outside Lamina); the store refuses to open this table",
+                    )
+                if self.still_listed(path, pid):
+                    out.append(problem)
                 continue
             res.parts += 1
             reader = None
+            found: Problem | None = None
             try:
-                reader = PartReader.open(DirSource(self.fs, ppath), pname, kinds=kinds,
-                                         key_filter=layout.key_filter, engine=engine.name)
-                res.summary = attrs.evolve(res.summary, rows=res.summary.rows + reader.meta.rows,
-                                           bytes=res.summary.bytes + reader.meta.data_size())
+                reader = PartReader.open(
+                    DirSource(self.fs, ppath),
+                    pname,
+                    kinds=kinds,
+                    key_filter=layout.key_filter,
+                    engine=engine.name,
+                )
+                rows += reader.meta.rows
+                size += reader.meta.data_size()
                 if self.deep:
                     res.frames += reader.verify_all()
             except CorruptPartError as e:
-                out.append(_part_problem(table, e))
+                found = _part_problem(table, e)
             except OSError as e:
-                out.append(Problem(Severity.DAMAGE, Kind.IO_ERROR, table, part=pname,
-                                   file=posixpath.basename(e.filename or ""), reason="io",
-                                   detail=f"{type(e).__name__}: {e}"))
+                found = Problem(
+                    Severity.DAMAGE,
+                    Kind.IO_ERROR,
+                    table,
+                    part=pname,
+                    file=posixpath.basename(e.filename or ""),
+                    reason="io",
+                    detail=f"{type(e).__name__}: {e}",
+                )
             except Exception as e:  # a reader bug must not abort the whole check
-                out.append(Problem(Severity.DAMAGE, Kind.CORRUPT_PART, table, part=pname, reason="decode",
-                                   detail=f"unexpected {type(e).__name__} while reading: {e}"))
+                found = Problem(
+                    Severity.DAMAGE,
+                    Kind.CORRUPT_PART,
+                    table,
+                    part=pname,
+                    reason="decode",
+                    detail=f"unexpected {type(e).__name__} while reading: {e}",
+                )
             finally:
                 if reader is not None:
                     reader.close()
+            if found is not None and self.still_listed(path, pid):
+                out.append(found)
 
         if manifest is not None:
-            res.summary = attrs.evolve(res.summary, epoch=manifest.epoch, parts=len(live))
+            res.summary = attrs.evolve(
+                res.summary, epoch=manifest.epoch, parts=len(live), rows=rows, bytes=size
+            )
         if any(p.is_damage for p in out):
             res.summary = attrs.evolve(res.summary, status="damaged")
         return res
 
     def quarantined(self, table: str, path: str, name: str) -> Problem:
         try:
-            r = load_record(self.fs.read_file(posixpath.join(path, names.REASON)), QuarantineReason,
-                            SUPPORTED_VERSIONS)
+            r = load_record(
+                self.fs.read_file(posixpath.join(path, names.REASON)), QuarantineReason, SUPPORTED_VERSIONS
+            )
         except (OSError, RecordError) as e:
-            return Problem(Severity.WARNING, Kind.QUARANTINED, table, part=name,
-                           detail=f"in corrupt/ without a readable reason.json ({e})")
-        at = f" at offset {r.offset}" if r.offset >= 0 else ""
-        return Problem(Severity.WARNING, Kind.QUARANTINED, table, part=name, file=r.file, offset=r.offset,
-                       reason=r.reason, expected=r.expected, actual=r.actual,
-                       detail=f"quarantined at {r.time} during {r.stage}: {r.reason} in {r.file}{at}: {r.detail}")
+            return Problem(
+                Severity.WARNING,
+                Kind.QUARANTINED,
+                table,
+                part=name,
+                detail=f"in corrupt/ without a readable reason.json ({e})",
+            )
+        return Problem(
+            Severity.WARNING,
+            Kind.QUARANTINED,
+            table,
+            part=name,
+            file=r.file,
+            offset=r.offset,
+            reason=r.reason,
+            expected=r.expected,
+            actual=r.actual,
+            detail=f"set aside {r.time} (stage {r.stage}): {r.detail}; see corrupt/{name}/reason.json",
+        )
 
 
 def is_store(path: str, fs: FileSystem | None = None) -> bool:
@@ -395,7 +551,7 @@ def check_store(
     fs = fs or OSFileSystem()
     root = absolute(path) if isinstance(fs, OSFileSystem) else posixpath.normpath(path)
     if not fs.is_dir(root):
-        raise NotAStoreError(root, "no such directory")
+        raise NotAStoreError(root, "not a directory" if fs.exists(root) else "no such directory")
     if not fs.exists(posixpath.join(root, names.STORE_DESCRIPTOR)):
         raise NotAStoreError(root, f"no {names.STORE_DESCRIPTOR}")
     t0 = time.monotonic()

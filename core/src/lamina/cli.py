@@ -33,8 +33,7 @@ from rich.table import Table
 from rich.text import Text
 
 import lamina
-from lamina import names
-from lamina.check import CheckReport, NotAStoreError, Problem, Severity, check_store
+from lamina.check import CheckReport, NotAStoreError, Problem, Severity, check_store, is_store
 from lamina.errors import LaminaError
 from lamina.io.fs import FileSystem, OSFileSystem
 from lamina.plugins import Registry
@@ -113,8 +112,10 @@ def engines() -> None:
     else:
         console.print(Text("no engines installed (entry point group lamina.engines)", style="yellow"))
     for p in reg.problems:
-        console.print(Text(f"plugin {p.plugin!r} from {p.distribution} failed to load: {p.error}", style="red"),
-                      soft_wrap=True)
+        console.print(
+            Text(f"plugin {p.plugin!r} from {p.distribution} failed to load: {p.error}", style="red"),
+            soft_wrap=True,
+        )
     blocked = [b.strip() for b in os.environ.get("LAMINA_DISABLE_PLUGINS", "").split(",") if b.strip()]
     if blocked:
         console.print(Text(f"blocked by LAMINA_DISABLE_PLUGINS: {', '.join(blocked)}", style="yellow"))
@@ -127,8 +128,11 @@ def _split_dist(source: str) -> tuple[str, str]:
 
 
 # -- check ------------------------------------------------------------------------------------
-_LABEL = {Severity.DAMAGE: ("DAMAGE ", "bold red"), Severity.WARNING: ("WARNING", "yellow"),
-          Severity.INFO: ("note   ", "dim")}
+_LABEL = {
+    Severity.DAMAGE: ("DAMAGE ", "bold red"),
+    Severity.WARNING: ("WARNING", "yellow"),
+    Severity.INFO: ("note   ", "dim"),
+}
 
 
 def _problem_text(p: Problem) -> Text:
@@ -151,27 +155,42 @@ def _problem_text(p: Problem) -> Text:
     return t
 
 
+_ORDER = {Severity.DAMAGE: 0, Severity.WARNING: 1, Severity.INFO: 2}
+
+
+def _by_severity(problems: list[Problem]) -> list[Problem]:
+    """Damage first, then warnings, then notes (stable within each)."""
+    return sorted(problems, key=lambda p: _ORDER[p.severity])
+
+
 def _print_report(console: Console, report: CheckReport) -> None:
-    mode = "deep (every frame read, checksummed and decoded)" if report.deep else "metadata, sizes, index checksums"
+    mode = (
+        "deep (every frame read, checksummed and decoded)"
+        if report.deep
+        else "metadata, sizes, index checksums"
+    )
     console.print(Text.assemble(("Lamina check ", "bold"), report.store, f" — {mode}"), soft_wrap=True)
     if report.tables:
         t = Table(show_edge=False, pad_edge=False)
-        t.add_column("table", no_wrap=True)
-        t.add_column("epoch", justify="right")
-        t.add_column("parts", justify="right")
-        t.add_column("rows", justify="right")
-        t.add_column("bytes", justify="right")
+        t.add_column("table", overflow="fold")
+        for col in ("epoch", "parts", "rows", "bytes"):
+            t.add_column(col, justify="right", no_wrap=True)
         t.add_column("status", no_wrap=True)
         for s in report.tables:
             style = "green" if s.status == "ok" else "red" if s.status == "damaged" else "yellow"
-            t.add_row(s.path, str(s.epoch), str(s.parts), f"{s.rows:,}", f"{s.bytes:,}", Text(s.status, style=style))
+            t.add_row(
+                s.path, str(s.epoch), str(s.parts), f"{s.rows:,}", f"{s.bytes:,}", Text(s.status, style=style)
+            )
         console.print(t)
     else:
         console.print("no tables")
-    for p in report.problems:
+    for p in _by_severity(report.problems):
         console.print(_problem_text(p), soft_wrap=True)
     frames = f", {report.frames_checked:,} frames" if report.deep else ""
-    counts = f"{len(report.tables)} table(s), {report.parts_checked} part(s){frames} checked in {report.seconds:.2f}s"
+    counts = (
+        f"{len(report.tables)} table(s), {report.parts_checked} part(s){frames} "
+        f"checked in {report.seconds:.2f}s"
+    )
     if report.ok:
         warn = sum(p.severity is Severity.WARNING for p in report.problems)
         extra = f"; {warn} warning(s)" if warn else ""
@@ -179,8 +198,13 @@ def _print_report(console: Console, report: CheckReport) -> None:
     else:
         dmg = report.damage
         parts = {(p.table, p.part) for p in dmg if p.part}
-        console.print(Text.assemble(("DAMAGE FOUND", "bold red"), f": {len(dmg)} problem(s), "
-                                    f"{len(parts)} damaged part(s); {counts}"), soft_wrap=True)
+        console.print(
+            Text.assemble(
+                ("DAMAGE FOUND", "bold red"),
+                f": {len(dmg)} problem(s), {len(parts)} damaged part(s); {counts}",
+            ),
+            soft_wrap=True,
+        )
 
 
 @app.command()
@@ -194,22 +218,41 @@ def check(
     Safe to run while another process has the store open.
     """
     registry = _load_registry()
+    console = _out()
     try:
-        report = check_store(str(directory), deep=deep, registry=registry)
+        with console.status(f"checking {directory}" + (" (deep)" if deep else "")):
+            report = check_store(str(directory), deep=deep, registry=registry)
     except NotAStoreError as e:
         raise _usage_error(str(e)) from None
     if as_json:
         typer.echo(json.dumps(attrs.asdict(report), indent=1))
     else:
-        _print_report(_out(), report)
+        _print_report(console, report)
     raise typer.Exit(EXIT_OK if report.ok else EXIT_DAMAGE)
 
 
 # -- demo -------------------------------------------------------------------------------------
 SERVICES = (
-    "frontend", "api-gateway", "auth", "users", "cart", "checkout", "payment", "inventory", "catalog",
-    "search", "recommendation", "shipping", "email", "notification", "currency", "ads", "reviews",
-    "pricing", "fraud-detection", "analytics",
+    "frontend",
+    "api-gateway",
+    "auth",
+    "users",
+    "cart",
+    "checkout",
+    "payment",
+    "inventory",
+    "catalog",
+    "search",
+    "recommendation",
+    "shipping",
+    "email",
+    "notification",
+    "currency",
+    "ads",
+    "reviews",
+    "pricing",
+    "fraud-detection",
+    "analytics",
 )
 ENTRY_SERVICES = ("frontend", "api-gateway")
 REGIONS = ("us-east-1", "us-west-2", "eu-west-1", "eu-central-1", "ap-southeast-1", "ap-northeast-1")
@@ -262,17 +305,25 @@ class _Catalogue:
         for si, svc in enumerate(SERVICES):
             res = svc.replace("-", "_")
             templates = [
-                ("GET", f"GET /api/v1/{res}"), ("GET", f"GET /api/v1/{res}/{{id}}"), ("POST", f"POST /api/v1/{res}"),
-                ("PUT", f"PUT /api/v1/{res}/{{id}}"), ("DELETE", f"DELETE /api/v1/{res}/{{id}}"),
-                ("PATCH", f"PATCH /api/v1/{res}/{{id}}"), ("POST", f"{svc}.v1.Service/Get"),
-                ("POST", f"{svc}.v1.Service/List"), ("POST", f"{svc}.v1.Service/Update"),
-                ("GET", f"GET /internal/{res}/health"), ("POST", f"{svc}.v1.Service/Batch"),
+                ("GET", f"GET /api/v1/{res}"),
+                ("GET", f"GET /api/v1/{res}/{{id}}"),
+                ("POST", f"POST /api/v1/{res}"),
+                ("PUT", f"PUT /api/v1/{res}/{{id}}"),
+                ("DELETE", f"DELETE /api/v1/{res}/{{id}}"),
+                ("PATCH", f"PATCH /api/v1/{res}/{{id}}"),
+                ("POST", f"{svc}.v1.Service/Get"),
+                ("POST", f"{svc}.v1.Service/List"),
+                ("POST", f"{svc}.v1.Service/Update"),
+                ("GET", f"GET /internal/{res}/health"),
+                ("POST", f"{svc}.v1.Service/Batch"),
             ]
             rng.shuffle(templates)
             ops[svc] = [(op, method) for method, op in templates[: rng.randint(9, 11)]]
             hosts[svc] = [
-                (f"ip-10-{si}-{k // 6}-{rng.randint(2, 254)}.{REGIONS[k % len(REGIONS)]}.compute.internal",
-                 REGIONS[k % len(REGIONS)])
+                (
+                    f"ip-10-{si}-{k // 6}-{rng.randint(2, 254)}.{REGIONS[k % len(REGIONS)]}.compute.internal",
+                    REGIONS[k % len(REGIONS)],
+                )
                 for k in range(HOSTS_PER_SERVICE)
             ]
         return cls(ops, hosts)
@@ -310,14 +361,29 @@ class TraceWorkload:
             return _weighted(rng, CLIENT_ERRORS)
         return _weighted(rng, OK_CODES)
 
-    def _payload(self, svc: str, op: str, kind: str, parent: bytes, start: int, dur: int, status: int,
-                 method: str, host: str, region: str, user: str, error: bool) -> bytes:
+    def _payload(
+        self,
+        svc: str,
+        op: str,
+        kind: str,
+        parent: bytes,
+        start: int,
+        dur: int,
+        status: int,
+        method: str,
+        host: str,
+        region: str,
+        user: str,
+        error: bool,
+    ) -> bytes:
         rng = self.rng
         target = rng.randint(200, 500)
-        s = (f'{{"name":"{op}","kind":"{kind}","parent_span_id":"{parent.hex()}",'
-             f'"status":{{"code":"{"ERROR" if error else "OK"}"}},'
-             f'"resource":{{"service.name":"{svc}","host.name":"{host}","cloud.region":"{region}"}},'
-             f'"attributes":{{"http.method":"{method}","http.status_code":{status},"enduser.id":"{user}"')
+        s = (
+            f'{{"name":"{op}","kind":"{kind}","parent_span_id":"{parent.hex()}",'
+            f'"status":{{"code":"{"ERROR" if error else "OK"}"}},'
+            f'"resource":{{"service.name":"{svc}","host.name":"{host}","cloud.region":"{region}"}},'
+            f'"attributes":{{"http.method":"{method}","http.status_code":{status},"enduser.id":"{user}"'
+        )
         if error:
             s += ',"exception.type":"UpstreamError","exception.message":"upstream returned 5xx"'
         k = rng.randrange(len(_EXTRA_ATTRS))
@@ -326,7 +392,8 @@ class TraceWorkload:
                 break
             w = rng.randint(1, 64)
             extra = _EXTRA_ATTRS[(k + i) % len(_EXTRA_ATTRS)].format(
-                svc=svc, peer=rng.choice(SERVICES), w=w, op_id=w % 11, hit="true" if w % 3 else "false")
+                svc=svc, peer=rng.choice(SERVICES), w=w, op_id=w % 11, hit="true" if w % 3 else "false"
+            )
             if len(s) + len(extra) + 3 > 500:
                 continue
             s += "," + extra
@@ -361,9 +428,19 @@ class TraceWorkload:
             host, hregion = cat.host_in(rng, svc, region)
             status = self._status(svc)
             error = status >= 500 or rng.random() < 0.002
-            payload = self._payload(svc, op, kind, parent, start, dur, status, method, host, hregion, user, error)
-            tags = {"service": svc, "operation": op, "http.method": method, "http.status_code": status,
-                    "region": hregion, "host": host, "error": error, "user_id": user}
+            payload = self._payload(
+                svc, op, kind, parent, start, dur, status, method, host, hregion, user, error
+            )
+            tags = {
+                "service": svc,
+                "operation": op,
+                "http.method": method,
+                "http.status_code": status,
+                "region": hregion,
+                "host": host,
+                "error": error,
+                "user_id": user,
+            }
             nodes.append((span_id, start, dur))
             spans.append((trace_id, span_id, start, dur, payload, tags))
             self.payload_bytes += len(payload)
@@ -389,7 +466,16 @@ class TraceWorkload:
 
 
 def _columns(spans: list[tuple[bytes, bytes, int, int, bytes, dict[str, Any]]]) -> dict[str, Any]:
-    tag_names = ("service", "operation", "http.method", "http.status_code", "region", "host", "error", "user_id")
+    tag_names = (
+        "service",
+        "operation",
+        "http.method",
+        "http.status_code",
+        "region",
+        "host",
+        "error",
+        "user_id",
+    )
     return {
         "trace_id": [s[0] for s in spans],
         "span_id": [s[1] for s in spans],
@@ -398,6 +484,18 @@ def _columns(spans: list[tuple[bytes, bytes, int, int, bytes, dict[str, Any]]]) 
         "payload": [s[4] for s in spans],
         "tags": {t: [s[5][t] for s in spans] for t in tag_names},
     }
+
+
+def _sample_traces(sizes: list[tuple[bytes, int]], batch: int) -> list[tuple[bytes, int]]:
+    """The first trace, the trace split across two flushes nearest the middle, the largest."""
+    split, offset, middle = sizes[0], 0, sum(n for _, n in sizes) // 2
+    for tid, n in sizes:
+        if offset // batch != (offset + n - 1) // batch:
+            split = (tid, n)
+            if offset >= middle:
+                break
+        offset += n
+    return [sizes[0], split, max(sizes, key=lambda s: s[1])]
 
 
 def _disk_usage(fs: FileSystem, path: str) -> int:
@@ -418,7 +516,9 @@ def _fmt_bytes(n: float) -> str:
 
 @app.command()
 def demo(
-    directory: Annotated[Path, typer.Argument(help="Store directory (created, or appended to).", show_default=False)],
+    directory: Annotated[
+        Path, typer.Argument(help="Store directory (created, or appended to).", show_default=False)
+    ],
     spans: Annotated[int, typer.Option("--spans", min=1, help="Spans to write.")] = 300_000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same data).")] = 42,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Spans per write + durable flush.")] = 10_000,
@@ -431,7 +531,7 @@ def demo(
     root = str(directory)
     if fs.exists(root) and not fs.is_dir(root):
         raise _usage_error(f"{root} exists and is not a directory")
-    if fs.is_dir(root) and fs.listdir(root) and not fs.exists(posixpath.join(root, names.STORE_DESCRIPTOR)):
+    if fs.is_dir(root) and fs.listdir(root) and not is_store(root, fs):
         raise _usage_error(f"{root} is not empty and not a Lamina store; refusing to write into it")
     console = _out()
     registry = _load_registry()
@@ -449,14 +549,25 @@ def demo(
         traces = store.engine("trace")
         before = traces.stats()
         work = TraceWorkload(seed, spans, time.time_ns(), salt=before.rows)
-        console.print(Text.assemble(
-            ("Lamina demo", "bold"), f": {spans:,} spans into {store.path} (seed {seed}",
-            f", appending to {before.rows:,} spans already stored)" if before.rows else ")"), soft_wrap=True)
+        console.print(
+            Text.assemble(
+                ("Lamina demo", "bold"),
+                f": {spans:,} spans into {store.path} (seed {seed}",
+                f", appending to {before.rows:,} spans already stored)" if before.rows else ")",
+            ),
+            soft_wrap=True,
+        )
 
         ingest_s = 0.0
         flushes = 0
-        columns = [TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TaskProgressColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
+        columns = [
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TaskProgressColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        ]
         t_all = time.monotonic()
         with Progress(*columns, console=console, transient=False) as progress:
             task = progress.add_task("writing spans", total=spans)
@@ -477,20 +588,21 @@ def demo(
         after = traces.stats()
 
         # Sample queries.
-        q = Table(title="sample queries", title_justify="left")
+        q = Table(
+            title="sample queries (traces: first, split across two flushes, largest)",
+            title_justify="left",
+        )
         q.add_column("query")
         q.add_column("result", justify="right")
         q.add_column("expected", justify="right")
         q.add_column("ms", justify="right")
-        sizes = work.trace_sizes
-        for tid, n_spans in [sizes[0], sizes[len(sizes) // 2], sizes[-1]]:
+        for tid, n_spans in _sample_traces(work.trace_sizes, batch):
             t0 = time.monotonic()
             found = traces.query(trace_ids=[tid])
             ms = (time.monotonic() - t0) * 1000
             if len(found) != n_spans:
                 failed.append(f"trace {tid.hex()}: {len(found)} spans, expected {n_spans}")
-            services = sorted({s.tags.get("service") for s in found})
-            q.add_row(f"trace {tid.hex()} ({len(services)} services)", f"{len(found)} spans", str(n_spans), f"{ms:.1f}")
+            q.add_row(f"trace {tid.hex()}", f"{len(found)} spans", str(n_spans), f"{ms:.1f}")
         now = time.time_ns()
         start = now - 5 * 60 * 10**9
         cond = {"service": DEMO_SERVICE, "http.status_code": 500}
@@ -499,15 +611,17 @@ def demo(
         hits = traces.query(start=start, end=now + 1, tags=cond)
         ms = (time.monotonic() - t0) * 1000
         if len(hits) < mine:
-            failed.append(f"{DEMO_SERVICE} 500s in the last 5 min: {len(hits)} spans, at least {mine} expected")
-        label = f"{DEMO_SERVICE} spans with http.status_code 500, last 5 min"
+            failed.append(
+                f"{DEMO_SERVICE} 500s in the last 5 min: {len(hits)} spans, at least {mine} expected"
+            )
+        label = f"{DEMO_SERVICE} & http.status_code 500, last 5 min"
         q.add_row(label, f"{len(hits)} spans", f">= {mine}" if before.rows else str(mine), f"{ms:.1f}")
         t0 = time.monotonic()
         first = traces.query(start=start, end=now + 1, tags=cond, limit=20)
         ms = (time.monotonic() - t0) * 1000
         if first != hits[:20]:
             failed.append("the limit-20 query did not return the first 20 spans of the unlimited one")
-        q.add_row(label + ", limit 20", f"{len(first)} spans", str(min(20, len(hits))), f"{ms:.1f}")
+        q.add_row("  the same, limit 20", f"{len(first)} spans", str(min(20, len(hits))), f"{ms:.1f}")
         console.print(q)
 
     # Check with the store closed (check_store never needs it, but bytes on disk are final now).
@@ -522,24 +636,28 @@ def demo(
     summary.add_row("traces written", f"{work.traces:,}")
     if before.rows:
         summary.add_row("spans in store (all runs)", f"{after.rows:,}")
-    summary.add_row("flushes (durable)", f"{flushes:,} of {batch:,} spans")
+    summary.add_row("flushes (durable)", f"{flushes:,} (one per {batch:,} spans)")
     summary.add_row("parts before merge", f"{parts_before:,}")
     summary.add_row("parts after merge", f"{after.parts:,} ({merges} merge(s), {after.tables} table(s))")
     summary.add_row("bytes on disk", f"{disk:,} ({_fmt_bytes(disk)})")
     summary.add_row("bytes per span", f"{disk / max(1, after.rows):,.1f}")
     summary.add_row("payload bytes per span (raw)", f"{work.payload_bytes / max(1, spans):,.1f}")
     summary.add_row("ingest (write + flush)", f"{spans / max(ingest_s, 1e-9):,.0f} spans/s")
-    summary.add_row("end to end incl. generation", f"{spans / max(total_s, 1e-9):,.0f} spans/s ({total_s:.1f} s)")
+    summary.add_row(
+        "end to end incl. generation", f"{spans / max(total_s, 1e-9):,.0f} spans/s ({total_s:.1f} s)"
+    )
     summary.add_row("merge", f"{merge_s:.2f} s")
     damage = len(report.damage)
     check_label = "deep check" if deep else "check"
     if report.ok:
-        result = Text(f"OK: {report.parts_checked} part(s), {report.frames_checked:,} frames, no damage", style="green")
+        result = Text(
+            f"OK: {report.parts_checked} part(s), {report.frames_checked:,} frames, no damage", style="green"
+        )
     else:
         result = Text(f"DAMAGE: {damage} problem(s)", style="bold red")
     summary.add_row(f"{check_label} ({report.seconds:.2f} s)", result)
     console.print(summary)
-    for p in report.problems:
+    for p in _by_severity(report.problems):
         console.print(_problem_text(p), soft_wrap=True)
     for f in failed:
         console.print(Text(f"query check failed: {f}", style="bold red"), soft_wrap=True)

@@ -54,12 +54,16 @@ def move_to_corrupt(fs: FileSystem, table_dir: str, part: str, reason: Quarantin
         dest = posixpath.join(cdir, f"{part}.{n}")
         n += 1
     src = posixpath.join(table_dir, part)
-    if fs.exists(src):
+    if fs.is_dir(src):
         fs.replace(src, dest)
         fsync_dir(fs, cdir)
         fsync_dir(fs, table_dir)
     else:
         mkdir_durable(fs, dest)
+        if fs.exists(src):  # something that is not a directory sits where the part should be
+            fs.replace(src, posixpath.join(dest, "original"))
+            fsync_dir(fs, dest)
+            fsync_dir(fs, table_dir)
     write_reason(fs, dest, reason)
     return dest
 
