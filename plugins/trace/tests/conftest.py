@@ -68,7 +68,11 @@ def traces(store: lamina.Store) -> lamina.EngineHandle:
 
 @pytest.fixture
 def tiny_granules(monkeypatch: pytest.MonkeyPatch) -> int:
-    """Cut a granule every 2 blocks (and every 8 rows where the writer reads the module value)."""
+    """Cut a granule every 2 blocks.
+
+    DEFAULT_GRANULE_ROWS is patched too, but PartWriter binds it as a default argument at import,
+    so today only the block count cuts granules here; tests assert the granule shape they need.
+    """
     monkeypatch.setattr(part_writer, "DEFAULT_GRANULE_BLOCKS", 2)
     monkeypatch.setattr(part_writer, "DEFAULT_GRANULE_ROWS", 8)
     return 2
@@ -76,7 +80,9 @@ def tiny_granules(monkeypatch: pytest.MonkeyPatch) -> int:
 
 def batch_of(spans: Iterable[Span | Sequence[Any]]) -> dict[str, list[Any]]:
     """A columnar batch from Spans or (trace_id, span_id, timestamp, duration, payload, tags)."""
-    cols: dict[str, list[Any]] = {c: [] for c in ("trace_id", "span_id", "timestamp", "duration", "payload", "tags")}
+    cols: dict[str, list[Any]] = {
+        c: [] for c in ("trace_id", "span_id", "timestamp", "duration", "payload", "tags")
+    }
     for s in spans:
         if isinstance(s, Span):
             s = (s.trace_id, s.span_id, s.timestamp, s.duration, s.payload, s.tags)

@@ -7,6 +7,7 @@ and `200 == 200.0`, which would hide a tag whose type changed.
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,9 +31,16 @@ def _spans_in_part(reader) -> list[Span]:
         rows = reader.read_block(i)
         tags = rows["tags"]
         for j in range(len(rows["trace_id"])):
-            out.append(Span(rows["trace_id"][j], rows["span_id"][j], int(rows["timestamp"][j]),
-                            int(rows["duration"][j]), rows["payload"][j],
-                            {t: c[j] for t, c in tags.items() if c[j] is not None}))
+            out.append(
+                Span(
+                    rows["trace_id"][j],
+                    rows["span_id"][j],
+                    int(rows["timestamp"][j]),
+                    int(rows["duration"][j]),
+                    rows["payload"][j],
+                    {t: c[j] for t, c in tags.items() if c[j] is not None},
+                )
+            )
     return out
 
 
@@ -102,7 +110,10 @@ def test_enough_empty_payload_traces_to_train_a_dictionary_still_round_trip(trac
     empty = [(b"e%04d" % i, b"s", t0 + i, i, b"", {"k": i % 3}) for i in range(n)]
     traces.write(batch(empty))
     traces.flush()
-    full = [(b"e%04d" % i, b"f", t0 + n + i, i, b'{"op":"GET /users/%d"}' % i * 4, {"k": "x"}) for i in range(0, n, 7)]
+    full = [
+        (b"e%04d" % i, b"f", t0 + n + i, i, b'{"op":"GET /users/%d"}' % i * 4, {"k": "x"})
+        for i in range(0, n, 7)
+    ]
     traces.write(batch(full))
     traces.flush()
     traces.merge_now()
@@ -121,14 +132,20 @@ def tiny_blocks(open_store, engine_with, tiny_granules):
 
 
 def _big_trace(tid: bytes, tag: str, n: int, ts0: int) -> list[tuple]:
-    return [(tid, b"%s-%02d" % (tag.encode(), i), ts0 + i, i, b"p" * 30, {"part": tag, "i": i}) for i in range(n)]
+    return [
+        (tid, b"%s-%02d" % (tag.encode(), i), ts0 + i, i, b"p" * 30, {"part": tag, "i": i}) for i in range(n)
+    ]
 
 
 def test_a_trace_straddling_granules_merges_and_remerges_with_every_span_once_in_order(
-    tiny_blocks, batch, t0, key_of_span
+    tiny_blocks, batch, t0, key_of_span, open_store, engine_with
 ):
     traces = tiny_blocks
-    part1 = [(b"aaa", b"a", t0, 1, b"x", {})] + _big_trace(b"big", "one", 9, t0 + 10) + [(b"zzz", b"z", t0, 1, b"", {})]
+    part1 = [
+        (b"aaa", b"a", t0, 1, b"x", {}),
+        *_big_trace(b"big", "one", 9, t0 + 10),
+        (b"zzz", b"z", t0, 1, b"", {}),
+    ]
     traces.write(batch(part1))
     traces.flush()
     r1 = _reader(traces)
@@ -136,7 +153,7 @@ def test_a_trace_straddling_granules_merges_and_remerges_with_every_span_once_in
     assert len(_granules_of(r1, b"big")) >= 4, "the trace must straddle several granules"
     assert r1.blocks.granule_of[r1.blocks.find(b"big")[0]] == 0  # it starts mid-granule, after "aaa"
 
-    part2 = _big_trace(b"big", "two", 5, t0 + 100) + [(b"aaa", b"a2", t0 + 1, 1, b"", {})]
+    part2 = [*_big_trace(b"big", "two", 5, t0 + 100), (b"aaa", b"a2", t0 + 1, 1, b"", {})]
     traces.write(batch(part2))
     traces.flush()
     assert traces.merge_now() == 1
@@ -170,6 +187,12 @@ def test_a_trace_straddling_granules_merges_and_remerges_with_every_span_once_in
     # the time-range scan finds them through the granule index too
     scan = traces.query(start=t0 - 50, end=t0 + 1000, tags={"part": ["one", "two", "three"]})
     assert sorted(map(key_of_span, scan)) == sorted(key_of_span(Span(*s)) for s in want_big)
+    # and the re-merged part validates on reopen and answers the same
+    traces.store.close()
+    again = open_store(engine_with(64)).engine("trace")
+    assert [h.part_id for h in again.tables()[0].live_parts] == [final.meta.part_id]
+    got = again.query(trace_ids=[b"big"])
+    assert [key_of_span(s) for s in got] == [key_of_span(Span(*s)) for s in want_big]
 
 
 def test_a_straddling_trace_present_in_one_input_only_is_copied_across_granules(
@@ -180,7 +203,9 @@ def test_a_straddling_trace_present_in_one_input_only_is_copied_across_granules(
     traces.write(batch([(b"aaa", b"1", t0, 1, b"", {"part": "x"}), *big]))
     traces.flush()
     # Same tag names in both parts (a tag missing from one input is test_merge_copies_a_block_...).
-    traces.write(batch([(b"aaa", b"2", t0 + 1, 1, b"", {"part": 7, "i": "x"}), (b"zzz", b"3", t0 + 2, 1, b"", {})]))
+    traces.write(
+        batch([(b"aaa", b"2", t0 + 1, 1, b"", {"part": 7, "i": "x"}), (b"zzz", b"3", t0 + 2, 1, b"", {})])
+    )
     traces.flush()
     assert traces.merge_now() == 1
     r = _reader(traces)
@@ -191,10 +216,14 @@ def test_a_straddling_trace_present_in_one_input_only_is_copied_across_granules(
     assert [s.span_id for s in traces.query(tags={"part": 7})] == [b"2"]
 
 
-@pytest.mark.xfail(strict=True, raises=KeyError, reason=(
-    "bug: merger.copy_block raw-copies a block with only light columns, and PartWriter._add then "
-    "reads rows['tags'] for an output tag the source part lacks -> KeyError('tags')"
-))
+@pytest.mark.xfail(
+    strict=True,
+    raises=KeyError,
+    reason=(
+        "bug: merger.copy_block raw-copies a block with only light columns, and PartWriter._add then "
+        "reads rows['tags'] for an output tag the source part lacks -> KeyError('tags')"
+    ),
+)
 @pytest.mark.parametrize("tagless_first", [True, False])
 def test_merge_copies_a_block_from_a_part_lacking_a_tag_other_inputs_have(traces, batch, t0, tagless_first):
     with_tag = [(b"a", b"1", t0 + 1, 1, b"", {"svc": "web"})]
@@ -217,16 +246,24 @@ def _typed(spans):
 
 @pytest.mark.parametrize("merge", [False, True], ids=["before-merge", "after-merge"])
 def test_a_tag_with_different_types_in_different_parts_keeps_each_type(traces, batch, t0, merge):
-    traces.write(batch([
-        (b"t1", b"str", t0 + 1, 1, b"", {"status": "200", "flag": True}),
-        (b"t2", b"str2", t0 + 2, 1, b"", {"status": "200", "flag": False}),
-    ]))
+    traces.write(
+        batch(
+            [
+                (b"t1", b"str", t0 + 1, 1, b"", {"status": "200", "flag": True}),
+                (b"t2", b"str2", t0 + 2, 1, b"", {"status": "200", "flag": False}),
+            ]
+        )
+    )
     traces.flush()
-    traces.write(batch([
-        (b"t1", b"int", t0 + 3, 1, b"", {"status": 200, "flag": 1}),  # t1 in both parts: re-encoded
-        (b"t3", b"int3", t0 + 4, 1, b"", {"status": 200, "flag": 0}),  # t3 in one part: copied
-        (b"t3", b"float", t0 + 5, 1, b"", {"status": 200.0}),
-    ]))
+    traces.write(
+        batch(
+            [
+                (b"t1", b"int", t0 + 3, 1, b"", {"status": 200, "flag": 1}),  # t1 in both parts: re-encoded
+                (b"t3", b"int3", t0 + 4, 1, b"", {"status": 200, "flag": 0}),  # t3 in one part: copied
+                (b"t3", b"float", t0 + 5, 1, b"", {"status": 200.0}),
+            ]
+        )
+    )
     traces.flush()
     if merge:
         assert traces.merge_now() == 1
@@ -261,14 +298,20 @@ def test_mixed_tag_types_merge_when_one_part_stores_the_tag_plain(traces, batch,
     # More distinct values than MAX_DICT: the tag is stored PLAIN (typed values per granule).
     monkeypatch.setattr(lamina.format.tags, "MAX_DICT", 2)
     monkeypatch.setattr(lamina.merge.merger, "MAX_DICT", 2)
-    traces.write(batch([(b"p", b"%d" % i, t0 + i, 1, b"", {"code": v}) for i, v in enumerate(["1", 1, True, 1.0])]))
+    traces.write(
+        batch([(b"p", b"%d" % i, t0 + i, 1, b"", {"code": v}) for i, v in enumerate(["1", 1, True, 1.0])])
+    )
     traces.flush()
     assert _reader(traces).tag_mode("code")[1] is None  # PLAIN
     traces.write(batch([(b"q", b"q", t0 + 10, 1, b"", {"code": 1})]))
     traces.flush()
     traces.merge_now()
     assert [(type(s.tags["code"]), s.tags["code"]) for s in traces.query()] == [
-        (str, "1"), (int, 1), (bool, True), (float, 1.0), (int, 1)
+        (str, "1"),
+        (int, 1),
+        (bool, True),
+        (float, 1.0),
+        (int, 1),
     ]
     assert [s.span_id for s in traces.query(tags={"code": 1})] == [b"1", b"q"]
     assert [s.span_id for s in traces.query(tags={"code": True})] == [b"2"]
@@ -277,14 +320,22 @@ def test_mixed_tag_types_merge_when_one_part_stores_the_tag_plain(traces, batch,
 # -- 4. many tiny parts in one pass -------------------------------------------------------------
 
 
-def test_forty_tiny_parts_merge_in_one_pass_without_losing_or_duplicating_a_span(traces, batch, t0, key_of_span):
+def test_forty_tiny_parts_merge_in_one_pass_without_losing_or_duplicating_a_span(
+    traces, batch, t0, key_of_span
+):
     rng = random.Random(40)
     written: list[tuple] = []
     ids = []
     for p in range(40):
         spans = [
-            (b"trace-%d" % rng.randrange(8), b"%d-%d" % (p, k), t0 + rng.randrange(10_000), rng.randrange(100),
-             rng.choice([b"", b"x", b"payload %d" % p]), rng.choice([{}, {"p": p}, {"svc": rng.choice(["a", "b"])}]))
+            (
+                b"trace-%d" % rng.randrange(8),
+                b"%d-%d" % (p, k),
+                t0 + rng.randrange(10_000),
+                rng.randrange(100),
+                rng.choice([b"", b"x", b"payload %d" % p]),
+                rng.choice([{}, {"p": p}, {"svc": rng.choice(["a", "b"])}]),
+            )
             for k in range(rng.randint(1, 3))
         ]
         written += spans
@@ -305,6 +356,9 @@ def test_forty_tiny_parts_merge_in_one_pass_without_losing_or_duplicating_a_span
     assert {t: [s.span_id for s in traces.query(trace_ids=[t])] for t in per_trace} == per_trace
     for t, spans in per_trace.items():  # per trace: write order
         assert spans == [s[1] for s in written if s[0] == t]
+    # the 40 inputs are retired and their directories removed: one part directory is left
+    table = Path(traces.tables()[0].path)
+    assert [p.name for p in table.iterdir() if p.is_dir() and p.name != "corrupt"] == [f"{meta.part_id:016x}"]
 
 
 # -- 5. out-of-order timestamps inside a trace --------------------------------------------------
@@ -341,7 +395,9 @@ def test_out_of_order_timestamps_keep_write_order_and_correct_time_bounds(traces
 
     all_spans = [s for w in writes for s in w]
     ooo = [s[1] for s in all_spans if s[0] == b"ooo"]
-    assert [s.span_id for s in traces.query(trace_ids=[b"ooo"])] == ooo == [b"a", b"b", b"c", b"d", b"e", b"f"]
+    assert (
+        [s.span_id for s in traces.query(trace_ids=[b"ooo"])] == ooo == [b"a", b"b", b"c", b"d", b"e", b"f"]
+    )
     early = traces.query(start=t0, end=t0 + 100)
     assert [s.span_id for s in early] == [b"f", b"d"]  # sorted by timestamp, before the trace's start
     assert [s.span_id for s in traces.query(start=t0 + 600, end=t0 + 1001)] == [b"x", b"a"]
@@ -357,9 +413,7 @@ def test_out_of_order_timestamps_keep_write_order_and_correct_time_bounds(traces
     assert (int(bt.min_ts[i]), int(bt.max_ts[i])) == (t0 + 5, t0 + 2000)
 
 
-def test_granule_time_bounds_let_a_scan_find_an_early_span_in_a_late_granule(
-    tiny_blocks, batch, t0
-):
+def test_granule_time_bounds_let_a_scan_find_an_early_span_in_a_late_granule(tiny_blocks, batch, t0):
     traces = tiny_blocks
     # "a..." traces fill the first granules with late timestamps; the last trace holds the earliest span.
     spans = [(b"a%02d" % i, b"s", t0 + 10_000 + i, 1, b"p" * 40, {}) for i in range(6)]

@@ -33,8 +33,11 @@ CODEC_ZSTD_DICT: Final = 2
 MIN_COMPRESS_SIZE: Final = 64
 # Below this total, handing work to threads costs more than it saves.
 PARALLEL_MIN_BYTES: Final = 256 * 1024
-# zstd needs a reasonable number of samples to train; fewer is a guaranteed ZstdError anyway.
+# zstd needs a reasonable number of samples to train (fewer is a ZstdError anyway), and a
+# dictionary trained on a few KiB of data cannot pay for its own storage in the part.
 MIN_TRAINING_SAMPLES: Final = 8
+MIN_TRAINING_BYTES: Final = 4096
+_ZSTD_BLOCK_MAX: Final = 128 * 1024
 
 _local = threading.local()
 
@@ -113,12 +116,16 @@ def train_dictionary(samples: Sequence[Buffer], size: int = 64 * 1024) -> ZstdDi
     """Train a part-level dictionary from sample blocks, or None when that is not possible.
 
     zstd refuses (ZstdError) when there are too few or too small samples; a dictionary is only an
-    optimisation, so any failure means "compress without one" and never breaks ingest.
+    optimisation, so any failure means "compress without one" and never breaks ingest. Fewer than
+    MIN_TRAINING_SAMPLES samples or MIN_TRAINING_BYTES bytes in all is not worth trying.
     """
     if len(samples) < MIN_TRAINING_SAMPLES or size <= 0:
         return None
+    data = [bytes(s) for s in samples]
+    if sum(map(len, data)) < MIN_TRAINING_BYTES:
+        return None
     try:
-        trained = zstandard.train_dictionary(size, [bytes(s) for s in samples])
+        trained = zstandard.train_dictionary(size, data)
         return ZstdDict(trained.as_bytes())
     except (zstandard.ZstdError, ValueError, MemoryError):
         return None
@@ -140,6 +147,10 @@ def decompress(data: Buffer, raw_len: int, dictionary: ZstdDict | None = None) -
     """
     if raw_len < 0:
         raise DecodeError(f"zstd frame: invalid expected length {raw_len}")
+    # No zstd block (at least a 3-byte header) expands past 128 KiB: a larger claim is damage, and
+    # refusing it here keeps a bad length from turning into a huge allocation.
+    if raw_len > (len(data) // 3 + 1) * _ZSTD_BLOCK_MAX:
+        raise DecodeError(f"zstd frame of {len(data)} bytes cannot expand to {raw_len} bytes")
     dctx = _decompressor() if dictionary is None else dictionary.decompressor()
     try:
         declared = zstandard.frame_content_size(data)

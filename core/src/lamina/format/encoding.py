@@ -1,8 +1,9 @@
 """Column encodings for one block: varints, int64 / float64 / bytes lists, dictionary codes.
 
-These run once per block per column on the ingest path and once per block on every read, so the
-per-call work is a handful of numpy operations and never a Python loop over the values (measured:
-a bare Python loop already costs ~250 ns per item, numpy ops ~1 µs per *call*).
+These run once per block per column on the ingest path and once per block on every read. A
+Python loop costs ~250 ns per item and a numpy call ~1 µs whatever its size, so long lists are
+handled by a handful of whole-array numpy operations and never a per-value loop, while lists of at
+most SMALL_LIST values (a 10-span trace) take a plain-Python path that writes identical bytes.
 
 Decoders trust nothing. The bytes come from disk, and a checksum only proves they are the bytes
 that were written, not that the writer (or the metadata giving `count`) was right. So every
@@ -12,13 +13,14 @@ turn it into `CorruptPartError`.
 
 Byte formats (all integers little-endian):
 
-- uvarint: LEB128, 1-10 bytes, canonical (no redundant trailing 0x80 groups).
+- uvarint: LEB128, 1-10 bytes, canonical (a multi-byte varint never ends in a 0x00 byte).
 - int64 list: ``kind:u8 width:u8 header:i64*h packed:i{width*8}*m``
     CONST          h=1 [value]          m=0,       width=0
     DELTA_CONST    h=2 [first, step]    m=0,       width=0
     DELTA          h=1 [first]          m=count-1, width in {1,2,4,8}: consecutive differences
     DELTA_OF_DELTA h=2 [first, delta0]  m=count-2, width in {1,2,4,8}: second differences
     RAW            h=0                  m=count,   width in {1,2,4,8}: the values
+  (an empty list is ``04 01``; counts are never stored, the caller passes them in).
 - float64 list: ``0x00 f64*count`` (RAW) or ``0x01 e:u8 <int64 list of mantissas>`` (DECIMAL:
   value == float64(m) / 10.0**e, bit-exactly).
 - bytes list: ``uvarint(len(L)) L payload`` where L is the int64 list of item lengths.
@@ -61,7 +63,7 @@ FLOAT_DECIMAL: Final = 1
 MAX_DECIMAL_EXPONENT: Final = 18
 
 _KIND_NAMES: Final = ("CONST", "DELTA_CONST", "DELTA", "DELTA_OF_DELTA", "RAW")
-# (header int64 count, packed values = count - offset, minimum count); packed-width kinds only.
+# Packed kinds: (int64 header fields, offset) where packed values = count - offset >= 0.
 _PACKED_LAYOUT: Final = {KIND_DELTA: (1, 1), KIND_DELTA_OF_DELTA: (2, 2), KIND_RAW: (0, 0)}
 _LE_INT: Final = {1: np.dtype("<i1"), 2: np.dtype("<i2"), 4: np.dtype("<i4"), 8: np.dtype("<i8")}
 _HEAD0: Final = struct.Struct("<BB")
@@ -480,31 +482,75 @@ def decode_int64s(
 # ---------------------------------------------------------------------------------- float64 lists
 
 
-def _decimal_exponent(x: float) -> int | None:
-    """Smallest e in [0, 18] with float(round(x * 10**e)) / 10**e == x bit-exactly, else None.
+# Mantissas must fit int64 (2**63 ~ 9.223e18); floats this large are all integers, so comparing
+# before or after rounding is the same test on both paths.
+_MANTISSA_LIMIT: Final = 9.2e18
 
-    Pure-Python on a handful of sample values: it narrows the exponents worth a full vectorized
-    check from 19 to (usually) one, which matters most for floats that are not decimal at all.
+
+def _decimal_exponent(x: float, start: int = 0) -> int | None:
+    """Smallest e >= start with float(round(x * 10**e)) / 10**e == x bit-exactly, else None.
+
+    Python's round() and np.rint both round half to even, and int->float conversion and the
+    division are correctly rounded on both sides, so this agrees exactly with the numpy check.
+    None also when the mantissa would not fit int64 (that only gets worse as e grows).
     """
-    if not math.isfinite(x):
-        return None
-    for e, scale in enumerate(_DECIMAL_SCALES):
-        m = round(x * scale)
-        if abs(m) > INT64_MAX:
+    for e in range(start, MAX_DECIMAL_EXPONENT + 1):
+        scale = _DECIMAL_SCALES[e]
+        y = x * scale
+        if abs(y) >= _MANTISSA_LIMIT:
             return None
-        back = float(m) / scale
-        if back == x and math.copysign(1.0, back) == math.copysign(1.0, x):
+        if float(round(y)) / scale == x:
             return e
+    return None
+
+
+def _find_decimal_small(vals: list[float]) -> tuple[int, list[int]] | None:
+    """(e, mantissas) for a short list of finite floats without -0.0, on Python floats."""
+    e: int | None = 0
+    while e is not None:
+        scale = _DECIMAL_SCALES[e]
+        for x in vals:
+            y = x * scale
+            if abs(y) >= _MANTISSA_LIMIT:
+                return None  # and for every larger e too
+            if float(round(y)) / scale != x:
+                # Every exponent below x's own smallest one fails for x too: jump there.
+                e = _decimal_exponent(x, e + 1)
+                break
+        else:
+            return e, [round(x * scale) for x in vals]
+    return None
+
+
+def _find_decimal_vector(v: npt.NDArray[np.float64]) -> tuple[int, npt.NDArray[np.int64]] | None:
+    """(e, mantissas) for a long array of finite floats without -0.0, vectorized per exponent."""
+    start: int | None = 0
+    n = v.size
+    for i in (0, n // 2, n - 1):  # cheap scalar lower bound on e, usually the answer
+        start = _decimal_exponent(float(v[i]), start)
+        if start is None:
+            return None
+    bits = v.view(np.uint64)
+    for e in range(start, MAX_DECIMAL_EXPONENT + 1):
+        scale = _DECIMAL_SCALES[e]
+        scaled = np.rint(v * scale)
+        if float(np.abs(scaled).max()) >= _MANTISSA_LIMIT:
+            return None
+        m = scaled.astype(np.int64)
+        back = m.astype(np.float64)
+        back /= scale
+        if np.array_equal(back.view(np.uint64), bits):
+            return e, m
     return None
 
 
 def encode_float64s(values: npt.ArrayLike) -> bytes:
     """Encode floats as decimal mantissas (int64 list) when that is exact and smaller, else raw.
 
-    Observability floats are mostly short decimals (0.25, 12.5, 99.9): as m / 10**e the mantissas
-    compress through the int64 encodings. The round trip is verified bit-for-bit on the whole
-    array (comparing the uint64 views, so -0.0 vs 0.0 counts as different); NaN, inf and -0.0
-    therefore stay RAW, and the decoder never has to be clever.
+    Observability floats are mostly short decimals (0.25, 12.5, 99.9): as m / 10**e with the
+    smallest e in [0, 18] the mantissas compress through the int64 encodings. The round trip is
+    verified for every value; NaN, inf and -0.0 (which compares equal to 0.0 but is another bit
+    pattern) keep the array RAW, so decoding is always bit-exact and the decoder never guesses.
     """
     arr = np.asarray(values)
     if arr.ndim != 1:
@@ -516,28 +562,22 @@ def encode_float64s(values: npt.ArrayLike) -> bytes:
     raw = _U8.pack(FLOAT_RAW) + v.astype("<f8", copy=False).tobytes()
     if n == 0:
         return raw
-    sample = (v[0], v[n // 2], v[-1]) if n > 2 else tuple(v)
-    e_min = 0
-    for x in sample:
-        e = _decimal_exponent(float(x))
-        if e is None:
+    if n <= SMALL_LIST:
+        vals = v.tolist()
+        if not all(map(math.isfinite, vals)) or any(
+            x == 0.0 and math.copysign(1.0, x) < 0 for x in vals
+        ):
             return raw
-        e_min = max(e_min, e)
-    if not bool(np.isfinite(v).all()):
+        found: tuple[int, list[int] | npt.NDArray[np.int64]] | None = _find_decimal_small(vals)
+    else:
+        if not bool(np.isfinite(v).all()) or bool(np.any(np.signbit(v) & (v == 0.0))):
+            return raw
+        found = _find_decimal_vector(v)
+    if found is None:
         return raw
-    bits = v.view(np.uint64)
-    for e in range(e_min, MAX_DECIMAL_EXPONENT + 1):
-        scale = _DECIMAL_SCALES[e]
-        scaled = np.rint(v * scale)
-        if float(np.abs(scaled).max()) >= 9.2e18:  # would not fit int64 (2**63 ~ 9.22e18)
-            return raw
-        m = scaled.astype(np.int64)
-        back = m.astype(np.float64)
-        back /= scale
-        if np.array_equal(back.view(np.uint64), bits):
-            enc = _HEAD0.pack(FLOAT_DECIMAL, e) + encode_int64s(m)
-            return enc if len(enc) < len(raw) else raw
-    return raw
+    e, mantissas = found
+    enc = _HEAD0.pack(FLOAT_DECIMAL, e) + encode_int64s(np.asarray(mantissas, dtype=np.int64))
+    return enc if len(enc) < len(raw) else raw
 
 
 def decode_float64s(

@@ -162,7 +162,9 @@ class PartReader:
             try:
                 listing = source.listing()
             except (NotADirectoryError, FileNotFoundError) as e:
-                raise CorruptPartError(name, "", -1, R.MISSING_FILE, f"part is not a directory: {e}") from None
+                raise CorruptPartError(
+                    name, "", -1, R.MISSING_FILE, f"part is not a directory: {e}"
+                ) from None
             if names.METADATA not in listing:
                 raise CorruptPartError(name, names.METADATA, -1, R.MISSING_FILE, "no commit record")
             meta = parse_metadata(source.read_all(names.METADATA), name)
