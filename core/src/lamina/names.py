@@ -6,6 +6,8 @@ import posixpath
 import re
 from datetime import UTC, datetime
 
+import xxhash
+
 STORE_DESCRIPTOR = "lamina.json"
 METADATA = "metadata.json"
 META_INDEX = "meta.bin"
@@ -80,10 +82,15 @@ def table_dir(root: str, engine: str, dataset: str, segment: str, shard: int) ->
 _SAFE = re.compile(r"[A-Za-z0-9_.-]")
 
 
-def tag_file_stem(tag: str) -> str:
-    """A file-system-safe, reversible stem for a user tag name (`k8s/pod` -> `k8s%2Fpod`).
+MAX_STEM = 120
 
-    A leading dot is escaped too, so no tag can produce a hidden or `..` name.
+
+def tag_file_stem(tag: str) -> str:
+    """A file-system-safe stem for a user tag name (`k8s/pod` -> `k8s%2Fpod`).
+
+    A leading dot is escaped too, so no tag can produce a hidden or `..` name. Escaping can triple
+    a name's length; a stem longer than MAX_STEM keeps its first 100 characters plus a 64-bit hash
+    of the whole name, so every file name stays far below the 255-byte limit of file systems.
     """
     out = []
     for i, ch in enumerate(tag):
@@ -91,7 +98,10 @@ def tag_file_stem(tag: str) -> str:
             out.append(ch)
         else:
             out.extend(f"%{b:02X}" for b in ch.encode())
-    return "".join(out)
+    stem = "".join(out)
+    if len(stem) > MAX_STEM:
+        stem = f"{stem[:100]}~{xxhash.xxh3_64_hexdigest(tag.encode())}"
+    return stem
 
 
 def tag_data_file(tag: str) -> str:

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 
 from lamina.format.part_reader import PartReader
+from lamina.format.rows import Rows, rows_len
 
 
 class PartHandle:
@@ -57,14 +58,51 @@ class PartHandle:
         self.decref()
 
 
+class MemRows:
+    """Rows not yet durable (the write buffer, or a flush in progress) and the memory part built
+    from them on demand for queries. Immutable once made: the buffer is replaced on each write."""
+
+    __slots__ = ("_dropped", "_handle", "_lock", "batches", "nrows")
+
+    def __init__(self, batches: list[Rows]) -> None:
+        self.batches = batches
+        self.nrows = sum(rows_len(b) for b in batches)
+        self._handle: PartHandle | None = None
+        self._dropped = False
+        self._lock = threading.Lock()
+
+    def acquire(self, build: Callable[[list[Rows]], PartHandle]) -> PartHandle:
+        """The memory part of these rows, with a reference for the caller (built at most once while
+        these rows are current)."""
+        with self._lock:
+            if self._handle is not None:
+                self._handle.incref()
+                return self._handle
+            h = build(self.batches)
+            if not self._dropped:
+                self._handle = h
+                h.incref()
+            return h
+
+    def drop(self) -> None:
+        """These rows are no longer current (flushed, or superseded by a newer buffer)."""
+        with self._lock:
+            self._dropped = True
+            h, self._handle = self._handle, None
+        if h is not None:
+            h.decref()
+
+
 class Snapshot:
     """A consistent set of parts; release it (or use it as a context manager) when done."""
 
-    def __init__(self, epoch: int, parts: tuple[PartHandle, ...]) -> None:
+    def __init__(self, epoch: int, parts: tuple[PartHandle, ...], *, adopt: bool = False) -> None:
+        """`adopt`: the caller already took one reference per part on the snapshot's behalf."""
         self.epoch = epoch
         self.parts = parts
-        for p in parts:
-            p.incref()
+        if not adopt:
+            for p in parts:
+                p.incref()
         self._released = False
 
     @property

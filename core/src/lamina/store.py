@@ -402,4 +402,3 @@ class Store:
 def open(path: str, **kwargs: Any) -> Store:
     """Open (creating if needed) the store at `path`; engines are found by entry point."""
     return Store(path, **kwargs)
-

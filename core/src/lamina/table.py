@@ -41,7 +41,7 @@ from lamina.merge.merger import merge_parts
 from lamina.metrics import Metrics
 from lamina.quarantine import move_to_corrupt, reason_record, write_reason
 from lamina.schema import ColumnKind, FileLayout
-from lamina.snapshot import PartHandle, Snapshot
+from lamina.snapshot import MemRows, PartHandle, Snapshot
 
 
 @attrs.frozen
@@ -100,12 +100,12 @@ class Table:
         self._commit_lock = threading.RLock()
         self._flush_lock = threading.Lock()
         self._merge_lock = threading.Lock()
-        self._buf_lock = threading.Lock()
-        self._pending: list[Rows] = []
-        self._pending_rows = 0
+        # Guards what queries see: the live parts, the flushes in progress and the write buffer.
+        # It is only ever held briefly; I/O happens outside it (lock order: _commit_lock, _lock).
+        self._lock = threading.RLock()
+        self._buffer: MemRows | None = None
         self._pending_since = 0.0
-        self._mem_view: PartHandle | None = None
-        self._flushing: list[PartHandle] = []
+        self._flushing: list[MemRows] = []
         self._live: dict[int, PartHandle] = {}
         self._epoch = 0
         self._next_id = 1
@@ -254,18 +254,27 @@ class Table:
         self._guard_fsync(lambda: write_manifest(self.fs, self.path, epoch, parts))
         self._epoch = epoch
 
-    def _commit(self, add: list[PartHandle], remove: list[int]) -> None:
-        """Make `add` live and `remove` retired, durably (SPEC §5 step 4), then visibly."""
+    def _commit(self, add: list[PartHandle], remove: list[int], *, flushed: MemRows | None = None) -> None:
+        """Make `add` live and `remove` retired, durably (SPEC §5 step 4), then visibly.
+
+        The manifest is written first; the in-memory swap (including dropping the memory rows a
+        flush made durable) then happens in one critical section, so no snapshot ever sees the
+        same rows twice or not at all.
+        """
         with self._commit_lock:
             self._check_writable()
-            missing = [r for r in remove if r not in self._live]
+            with self._lock:
+                missing = [r for r in remove if r not in self._live]
+                ids = sorted((set(self._live) - set(remove)) | {h.part_id for h in add})
             if missing:
                 raise RuntimeError(f"parts {missing} are no longer live (quarantined meanwhile?)")
-            ids = sorted((set(self._live) - set(remove)) | {h.part_id for h in add})
             self._write_manifest(ids)
-            retired = [self._live.pop(r) for r in remove]
-            for h in add:
-                self._live[h.part_id] = h
+            with self._lock:
+                retired = [self._live.pop(r) for r in remove]
+                for h in add:
+                    self._live[h.part_id] = h
+                if flushed is not None:
+                    self._flushing.remove(flushed)
             try:
                 prune_manifests(self.fs, self.path, self._epoch - 1)
             except OSError as e:  # an old manifest left behind is harmless
@@ -281,21 +290,23 @@ class Table:
 
     # -- writes & memory parts ---------------------------------------------------------------
     def append(self, rows: Rows) -> None:
-        with self._buf_lock:
+        with self._lock:
             self._check_writable()
-            if not self._pending:
+            old = self._buffer
+            if old is None:
                 self._pending_since = time.monotonic()
-            self._pending.append(rows)
-            self._pending_rows += rows_len(rows)
-            self._mem_view = None  # rebuilt lazily by the next query
+            self._buffer = MemRows([*(old.batches if old else []), rows])
+        if old is not None:
+            old.drop()  # a memory part built for queries of the old buffer is stale now
 
     @property
     def pending_rows(self) -> int:
-        return self._pending_rows
+        buf = self._buffer
+        return buf.nrows if buf is not None else 0
 
     @property
     def pending_age(self) -> float:
-        return time.monotonic() - self._pending_since if self._pending else 0.0
+        return time.monotonic() - self._pending_since if self._buffer is not None else 0.0
 
     def _build_part(self, rows: Rows, part_id: int) -> tuple[MemSink, PartMeta]:
         engine = self.engine
@@ -320,10 +331,7 @@ class Table:
             return rows, keys
         n = len(keys)
         bounds = [0] + [i for i in range(1, n) if keys[i] != keys[i - 1]] + [n]
-        groups = [
-            self.engine.equal_key_rule(take(rows, slice(a, b)))
-            for a, b in itertools.pairwise(bounds)
-        ]
+        groups = [self.engine.equal_key_rule(take(rows, slice(a, b))) for a, b in itertools.pairwise(bounds)]
         out_keys = [keys[a] for a, g in zip(bounds, groups, strict=False) for _ in range(rows_len(g))]
         return concat(self.engine.schema, groups), out_keys
 
@@ -333,89 +341,71 @@ class Table:
         if self.dictionary is None and self.env.layout.dictionary_files:
             self.dictionary = train_for_layout(self.engine.schema, self.env.layout, rows, keys)
 
-    def _memory_view(self) -> PartHandle | None:
-        with self._buf_lock:
-            if not self._pending:
-                return None
-            if self._mem_view is None:
-                rows = concat(self.engine.schema, self._pending)
-                sink, meta = self._build_part(rows, 0)
-                reader = PartReader.open(
-                    MemSource(sink.files),
-                    "memory",
-                    meta=meta,
-                    kinds=self.kinds,
-                    key_filter=self.env.layout.key_filter,
-                    engine=self.engine.name,
-                )
-                self._mem_view = PartHandle(reader, in_memory=True)
-            self._mem_view.incref()
-            return self._mem_view
+    def _memory_part(self, batches: list[Rows]) -> PartHandle:
+        sink, meta = self._build_part(concat(self.engine.schema, batches), 0)
+        reader = PartReader.open(
+            MemSource(sink.files),
+            "memory",
+            meta=meta,
+            kinds=self.kinds,
+            key_filter=self.env.layout.key_filter,
+            engine=self.engine.name,
+        )
+        return PartHandle(reader, in_memory=True)
 
     # -- flush -------------------------------------------------------------------------------
     def flush(self) -> int | None:
-        """Write the buffered rows as one part and commit it. Durable when it returns."""
+        """Write the buffered rows as one part and commit it. Durable when it returns.
+
+        The buffer moves to the "flushing" list in the same critical section that empties it, and
+        leaves it in the same critical section that makes the part live: queries see those rows
+        exactly once throughout. On failure the rows go back to the front of the buffer.
+        """
         with self._flush_lock:
-            with self._buf_lock:
+            with self._lock:
                 self._check_writable()
-                if not self._pending:
+                buf = self._buffer
+                if buf is None:
                     return None
-                batches, self._pending = self._pending, []
-                nrows, self._pending_rows = self._pending_rows, 0
-                view, self._mem_view = self._mem_view, None
-            rows = concat(self.engine.schema, batches)
-            flushing = view
+                self._buffer = None
+                self._flushing.append(buf)
             try:
-                if flushing is None:
-                    sink, meta = self._build_part(rows, 0)
-                    flushing = PartHandle(
-                        PartReader.open(
-                            MemSource(sink.files),
-                            "memory",
-                            meta=meta,
-                            kinds=self.kinds,
-                            key_filter=self.env.layout.key_filter,
-                            engine=self.engine.name,
-                        ),
-                        in_memory=True,
-                    )
-                else:
-                    flushing.incref()
-                with self._buf_lock:
-                    self._flushing.append(flushing)
-                pid = self.allocate_id()
-                files = flushing.reader.source.files  # type: ignore[attr-defined]
-                meta = attrs.evolve(flushing.reader.meta, part_id=pid)
-                pname = names.part_name(pid)
-                self._guard_fsync(
-                    lambda: write_mem_part(self.fs, posixpath.join(self.path, pname), files, meta)
-                )
+                # reuses the memory part already built for queries of this buffer, if any
+                mem = buf.acquire(self._memory_part)
+                try:
+                    pid = self.allocate_id()
+                    files = mem.reader.source.files  # type: ignore[attr-defined]
+                    meta = attrs.evolve(mem.reader.meta, part_id=pid)
+                    pname = names.part_name(pid)
+                    ppath = posixpath.join(self.path, pname)
+                    self._guard_fsync(lambda: write_mem_part(self.fs, ppath, files, meta))
+                finally:
+                    mem.decref()
                 handle = self._handle(self._open_part(pname, meta))
                 try:
-                    self._commit([handle], [])
+                    self._commit([handle], [], flushed=buf)
                 except BaseException:
                     handle.reader.close()
-                    remove_partial(self.fs, posixpath.join(self.path, pname))
+                    remove_partial(self.fs, ppath)
                     raise
             except BaseException:
-                # Nothing was acknowledged: put the rows back so a retry (after ENOSPC is fixed,
-                # say) flushes them. Rows written meanwhile stay after them.
-                with self._buf_lock:
-                    self._pending.insert(0, rows)
-                    self._pending_rows += nrows
-                    self._mem_view = None
+                # Nothing was acknowledged: the rows go back in front of anything written since,
+                # so a retry (after ENOSPC is fixed, say) flushes them in order.
+                with self._lock:
+                    if buf in self._flushing:
+                        self._flushing.remove(buf)
+                    later = self._buffer
+                    self._buffer = MemRows([*buf.batches, *(later.batches if later else [])])
+                    if later is None:
+                        self._pending_since = time.monotonic()
+                if later is not None:
+                    later.drop()
+                buf.drop()
                 self.env.metrics.inc("lamina_flush_errors_total", engine=self.engine.name)
                 raise
-            finally:
-                with self._buf_lock:
-                    if flushing is not None and flushing in self._flushing:
-                        self._flushing.remove(flushing)
-                if flushing is not None:
-                    flushing.decref()
-                if view is not None:
-                    view.decref()
+            buf.drop()
         self.env.metrics.inc("lamina_flushes_total", engine=self.engine.name)
-        self.env.metrics.inc("lamina_flushed_rows_total", nrows, engine=self.engine.name)
+        self.env.metrics.inc("lamina_flushed_rows_total", meta.rows, engine=self.engine.name)
         self.env.hook.lamina_part_committed(
             engine=self.engine.name,
             dataset=self.dataset,
@@ -428,20 +418,24 @@ class Table:
 
     # -- snapshots ---------------------------------------------------------------------------
     def snapshot(self, *, include_memory: bool = True) -> Snapshot:
-        mem = self._memory_view() if include_memory else None
-        with self._commit_lock, self._buf_lock:
+        """A consistent view: live parts, flushes in progress and the buffer, as of one instant."""
+        with self._lock:
             parts = list(self._live.values())
-            if include_memory:
-                parts += self._flushing
-        if mem is not None:
-            parts.append(mem)
-        snap = Snapshot(self._epoch, tuple(parts))
-        if mem is not None:
-            mem.decref()  # the snapshot holds its own reference now
-        return snap
+            for h in parts:
+                h.incref()
+            mems = [*self._flushing, *([self._buffer] if self._buffer else [])] if include_memory else []
+            epoch = self._epoch
+        # Building memory parts is slow: done outside the lock, from rows captured inside it.
+        try:
+            parts += [m.acquire(self._memory_part) for m in mems]
+        except BaseException:
+            for h in parts:
+                h.decref()
+            raise
+        return Snapshot(epoch, tuple(parts), adopt=True)
 
     def part_infos(self) -> list[PartInfo]:
-        with self._commit_lock:
+        with self._lock:
             return [
                 PartInfo(
                     h.part_id,
@@ -573,28 +567,28 @@ class Table:
             self._check_writable()
             self._set_aside(h.name, err, stage=stage)
             self._write_manifest(sorted(set(self._live) - {part_id}))
-            del self._live[part_id]
+            with self._lock:
+                del self._live[part_id]
             h.in_memory = True  # its directory already moved: nothing to delete when freed
         h.retire()
         return True
 
     # -- retention & lifecycle ---------------------------------------------------------------
     def close(self) -> None:
-        with self._commit_lock:
+        with self._commit_lock, self._lock:
             if self._closed:
                 return
             self._closed = True
             live, self._live = list(self._live.values()), {}
+            buf, self._buffer = self._buffer, None
         for h in live:
             h.decref()
-        with self._buf_lock:
-            if self._mem_view is not None:
-                self._mem_view.decref()
-                self._mem_view = None
+        if buf is not None:
+            buf.drop()
 
     @property
     def live_parts(self) -> list[PartHandle]:
-        with self._commit_lock:
+        with self._lock:
             return list(self._live.values())
 
     @property

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from lamina.errors import ShortReadError
 from lamina.io import durable
 from lamina.io.durable import (

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from lamina.io.fs import FileSystem, OSFileSystem, ReadableFile, WritableFile
 from lamina.io.sim import SimFS
 
@@ -284,11 +285,6 @@ def test_simfs_fsync_on_a_closed_handle_fails_with_ebadf() -> None:
     assert exc.value.errno == errno.EBADF
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="fs.py: _OSWritableFile.fsync after close calls os.fsync(-1), which raises ValueError",
-)
 def test_osfs_fsync_on_a_closed_handle_fails_with_ebadf(tmp_path: Path) -> None:
     w = OSFileSystem().create(str(tmp_path / "f"))
     w.close()

@@ -14,6 +14,7 @@ import threading
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from lamina.io.durable import TMP_SUFFIX, makedirs_durable, write_atomic
 from lamina.io.fs import FileSystem, ReadableFile, WritableFile
 from lamina.io.sim import CRASH_MODES, SimFS, SimOp, SimulatedCrash
@@ -660,9 +661,7 @@ _STEP = st.tuples(
 
 @settings(max_examples=150, deadline=None)
 @given(st.lists(_STEP, max_size=25), st.integers(0, 3))
-def test_crash_states_are_consistent_for_any_workload(
-    steps: list[tuple[str, str, str]], seed: int
-) -> None:
+def test_crash_states_are_consistent_for_any_workload(steps: list[tuple[str, str, str]], seed: int) -> None:
     fs = _durable_dir()
     handles: dict[str, WritableFile] = {}
     for op, a, b in steps:

@@ -216,14 +216,6 @@ def test_a_straddling_trace_present_in_one_input_only_is_copied_across_granules(
     assert [s.span_id for s in traces.query(tags={"part": 7})] == [b"2"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=KeyError,
-    reason=(
-        "bug: merger.copy_block raw-copies a block with only light columns, and PartWriter._add then "
-        "reads rows['tags'] for an output tag the source part lacks -> KeyError('tags')"
-    ),
-)
 @pytest.mark.parametrize("tagless_first", [True, False])
 def test_merge_copies_a_block_from_a_part_lacking_a_tag_other_inputs_have(traces, batch, t0, tagless_first):
     with_tag = [(b"a", b"1", t0 + 1, 1, b"", {"svc": "web"})]

@@ -83,9 +83,7 @@ class BloomFilter:
         return cls(np.packbits(marks, bitorder="little").tobytes(), nbits, hashes)
 
     @staticmethod
-    def _positions(
-        halves: npt.NDArray[np.uint64], nbits: int, hashes: int
-    ) -> npt.NDArray[np.uint64]:
+    def _positions(halves: npt.NDArray[np.uint64], nbits: int, hashes: int) -> npt.NDArray[np.uint64]:
         """(hashes, n) bit positions: row j holds probe j of every key.
 
         Probe j+1 = probe j + step, minus m when it passes m: one add and one conditional subtract
@@ -134,9 +132,7 @@ class BloomFilter:
         """Parse `to_bytes` output; DecodeError unless format, k, nbits and length all agree."""
         n = len(data)
         if n < _HEADER.size:
-            raise DecodeError(
-                f"bloom filter: {n} bytes, shorter than the {_HEADER.size}-byte header"
-            )
+            raise DecodeError(f"bloom filter: {n} bytes, shorter than the {_HEADER.size}-byte header")
         fmt, k, nbits = _HEADER.unpack_from(data, 0)
         if fmt != FORMAT_V1:
             raise DecodeError(f"bloom filter: unknown format {fmt}")
@@ -145,7 +141,5 @@ class BloomFilter:
         if nbits == 0 or nbits % 64:
             raise DecodeError(f"bloom filter: bit count {nbits} is not a positive multiple of 64")
         if n - _HEADER.size != nbits // 8:
-            raise DecodeError(
-                f"bloom filter: {nbits} bits need {nbits // 8} bytes, got {n - _HEADER.size}"
-            )
+            raise DecodeError(f"bloom filter: {nbits} bits need {nbits // 8} bytes, got {n - _HEADER.size}")
         return cls(bytes(memoryview(data)[_HEADER.size :]), nbits, k)

@@ -9,7 +9,8 @@ stored once per part with its own ID.
 
 zstd contexts are not thread-safe, and zstd releases the GIL while it works, so each thread gets
 its own compressor/decompressor objects (threading.local) and `compress_many` can use a second
-core.
+core: on the 2-vCPU dev VM, 30,000 blocks of ~3.5 KB JSON-ish text took 0.32 s on one thread and
+0.23 s on two (1.4x; 1.3x with a 64 KiB dictionary), measured while other jobs shared the CPUs.
 """
 
 from __future__ import annotations
@@ -76,8 +77,8 @@ class ZstdDict:
 
     def __init__(self, data: Buffer) -> None:
         self.data = bytes(data)
-        if not self.data:
-            raise ValueError("empty zstd dictionary")
+        if not self.data:  # DecodeError: the bytes usually come from a part's dictionary file
+            raise DecodeError("empty zstd dictionary")
         self.dict_id = crc32c(self.data) & 0xFFFF_FFFF
         self._dict = zstandard.ZstdCompressionDict(self.data)
         self._local = threading.local()
@@ -151,8 +152,9 @@ def decompress(data: Buffer, raw_len: int, dictionary: ZstdDict | None = None) -
     # refusing it here keeps a bad length from turning into a huge allocation.
     if raw_len > (len(data) // 3 + 1) * _ZSTD_BLOCK_MAX:
         raise DecodeError(f"zstd frame of {len(data)} bytes cannot expand to {raw_len} bytes")
-    dctx = _decompressor() if dictionary is None else dictionary.decompressor()
     try:
+        # Inside the try: a damaged dictionary only fails once zstd digests it.
+        dctx = _decompressor() if dictionary is None else dictionary.decompressor()
         declared = zstandard.frame_content_size(data)
         if declared != raw_len:
             what = "unknown" if declared < 0 else str(declared)
@@ -226,9 +228,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pools)
 
 
-def _pack_chunk(
-    items: Sequence[Buffer], level: int, dictionary: ZstdDict | None
-) -> list[tuple[int, bytes]]:
+def _pack_chunk(items: Sequence[Buffer], level: int, dictionary: ZstdDict | None) -> list[tuple[int, bytes]]:
     return [pack(x, level, dictionary) for x in items]
 
 

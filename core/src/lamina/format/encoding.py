@@ -167,9 +167,7 @@ class Cursor:
     def _need(self, n: int) -> int:
         pos = self.pos
         if n < 0 or n > self._end - pos:
-            raise DecodeError(
-                f"{self.what}: need {n} bytes at offset {pos}, only {self._end - pos} left"
-            )
+            raise DecodeError(f"{self.what}: need {n} bytes at offset {pos}, only {self._end - pos} left")
         self.pos = pos + n
         return pos
 
@@ -210,8 +208,7 @@ class Cursor:
         """Fail if bytes are left over: trailing garbage means the record is not what we think."""
         if self.pos != self._end:
             raise DecodeError(
-                f"{self.what}: {self._end - self.pos} unexpected trailing bytes "
-                f"at offset {self.pos}"
+                f"{self.what}: {self._end - self.pos} unexpected trailing bytes at offset {self.pos}"
             )
 
 
@@ -411,9 +408,7 @@ def _decode_deltas_small(data: Buffer, kind: int, width: int, m: int) -> npt.NDA
     return np.array(vals, dtype=np.int64)
 
 
-def decode_int64s(
-    data: Buffer, count: int, *, max_count: int = DEFAULT_MAX_COUNT
-) -> npt.NDArray[np.int64]:
+def decode_int64s(data: Buffer, count: int, *, max_count: int = DEFAULT_MAX_COUNT) -> npt.NDArray[np.int64]:
     """Decode `count` int64 values written by `encode_int64s`; returns a new writable array.
 
     The kind, the width and the exact byte length implied by (kind, width, count) are checked
@@ -458,8 +453,7 @@ def decode_int64s(
     want = 2 + 8 * n_head + m * width
     if n_bytes != want:
         raise DecodeError(
-            f"int64 list: {name} width {width} with {count} values must be {want} bytes, "
-            f"got {n_bytes}"
+            f"int64 list: {name} width {width} with {count} values must be {want} bytes, got {n_bytes}"
         )
     if kind != KIND_RAW and count <= SMALL_LIST:
         return _decode_deltas_small(data, kind, width, m)
@@ -564,9 +558,7 @@ def encode_float64s(values: npt.ArrayLike) -> bytes:
         return raw
     if n <= SMALL_LIST:
         vals = v.tolist()
-        if not all(map(math.isfinite, vals)) or any(
-            x == 0.0 and math.copysign(1.0, x) < 0 for x in vals
-        ):
+        if not all(map(math.isfinite, vals)) or any(x == 0.0 and math.copysign(1.0, x) < 0 for x in vals):
             return raw
         found: tuple[int, list[int] | npt.NDArray[np.int64]] | None = _find_decimal_small(vals)
     else:
@@ -591,9 +583,7 @@ def decode_float64s(
     if kind == FLOAT_RAW:
         want = 1 + 8 * count
         if len(data) != want:
-            raise DecodeError(
-                f"float64 list: RAW with {count} values must be {want} bytes, got {len(data)}"
-            )
+            raise DecodeError(f"float64 list: RAW with {count} values must be {want} bytes, got {len(data)}")
         return np.frombuffer(data, dtype="<f8", count=count, offset=1).astype(np.float64)
     if kind != FLOAT_DECIMAL:
         raise DecodeError(f"float64 list: unknown kind {kind}")
@@ -627,9 +617,7 @@ def encode_bytes_list(items: Sequence[bytes]) -> bytes:
     return b"".join((put_uvarint(len(enc)), enc, *items))
 
 
-def _bytes_list_parts(
-    data: Buffer, count: int, max_count: int
-) -> tuple[memoryview, npt.NDArray[np.int64]]:
+def _bytes_list_parts(data: Buffer, count: int, max_count: int) -> tuple[memoryview, npt.NDArray[np.int64]]:
     """Split a bytes list into (payload view, decoded lengths); lengths not yet validated."""
     count = _check_count(count, "bytes list")
     mv = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
@@ -638,9 +626,7 @@ def _bytes_list_parts(
     except DecodeError as exc:
         raise DecodeError(f"bytes list: length header: {exc}") from None
     if enc_len > len(mv) - pos:
-        raise DecodeError(
-            f"bytes list: lengths block of {enc_len} bytes overruns input of {len(mv)} bytes"
-        )
+        raise DecodeError(f"bytes list: lengths block of {enc_len} bytes overruns input of {len(mv)} bytes")
     try:
         lengths = decode_int64s(mv[pos : pos + enc_len], count, max_count=max_count)
     except DecodeError as exc:
@@ -679,15 +665,11 @@ def decode_bytes_offsets(
     if count * hi > INT64_MAX and int(offsets.min()) < 0:
         raise DecodeError("bytes list: item lengths overflow")
     if int(offsets[-1]) != total:
-        raise DecodeError(
-            f"bytes list: item lengths add up to {int(offsets[-1])}, payload is {total} bytes"
-        )
+        raise DecodeError(f"bytes list: item lengths add up to {int(offsets[-1])}, payload is {total} bytes")
     return payload, offsets
 
 
-def decode_bytes_list(
-    data: Buffer, count: int, *, max_count: int = DEFAULT_MAX_COUNT
-) -> list[bytes]:
+def decode_bytes_list(data: Buffer, count: int, *, max_count: int = DEFAULT_MAX_COUNT) -> list[bytes]:
     """Decode `count` byte strings written by `encode_bytes_list`.
 
     Offsets come from one numpy cumsum (`decode_bytes_offsets`), so the only per-item Python work
@@ -714,9 +696,7 @@ def _decode_bytes_list_small(data: Buffer, count: int, max_count: int) -> list[b
     if lens and min(lens) < 0:
         raise DecodeError(f"bytes list: negative item length {min(lens)}")
     if sum(lens) != total:
-        raise DecodeError(
-            f"bytes list: item lengths add up to {sum(lens)}, payload is {total} bytes"
-        )
+        raise DecodeError(f"bytes list: item lengths add up to {sum(lens)}, payload is {total} bytes")
     if isinstance(data, bytes):
         src, base = data, len(data) - total
     else:
@@ -772,12 +752,9 @@ def decode_dict_codes(data: Buffer, count: int, dict_size: int) -> npt.NDArray[n
     want = count * dtype.itemsize
     if len(data) != want:
         raise DecodeError(
-            f"dictionary codes: {count} codes of {dtype.itemsize} bytes must be {want} bytes, "
-            f"got {len(data)}"
+            f"dictionary codes: {count} codes of {dtype.itemsize} bytes must be {want} bytes, got {len(data)}"
         )
     out = np.frombuffer(data, dtype=dtype, count=count).astype(dtype.newbyteorder("="))
     if count and int(out.max()) >= dict_size:
-        raise DecodeError(
-            f"dictionary codes: code {int(out.max())} out of range for {dict_size} entries"
-        )
+        raise DecodeError(f"dictionary codes: code {int(out.max())} out of range for {dict_size} entries")
     return out

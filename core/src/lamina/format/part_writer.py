@@ -90,12 +90,13 @@ class PartWriter:
         tags: PartTags,
         *,
         dictionary: ZstdDict | None = None,
-        granule_rows: int = DEFAULT_GRANULE_ROWS,
+        granule_rows: int | None = None,
         threads: int = 2,
     ) -> None:
         self.sink, self.schema, self.layout, self.tags = sink, schema, layout, tags
         self.dictionary = dictionary if layout.dictionary_files else None
-        self.granule_rows, self.threads = granule_rows, threads
+        self.granule_rows = granule_rows or DEFAULT_GRANULE_ROWS
+        self.threads = threads
         self._kinds = {c.name: c.kind for c in schema.columns}
         self._tags_col = schema.tags_column
         files = [(f, cols) for f, cols in layout.files]
@@ -105,6 +106,8 @@ class PartWriter:
         self.granule_streams = [f for f, _ in self.granule_files] + [
             names.tag_data_file(t) for t in self.tag_names
         ]
+        if len(set(self.granule_streams)) != len(self.granule_streams):
+            raise ValueError(f"two tags map to the same file name: {sorted(self.tag_names)}")
         # current granule
         self._keys: list[bytes] = []
         self._blocks: list[tuple[int, int, int]] = []
@@ -175,7 +178,8 @@ class PartWriter:
                 chunks.append(tag_data[t])
                 continue
             mode, tdict = self.tags.modes[t]
-            col = rows[self._tags_col].get(t) if self._tags_col else None
+            # raw copies carry no tag columns at all; a part may lack a tag others have
+            col = rows.get(self._tags_col, {}).get(t) if self._tags_col else None
             if col is None:
                 chunks.append(np.zeros(n, np.int64) if mode == MODE_DICT else np.full(n, None, object))
             elif mode == MODE_DICT:

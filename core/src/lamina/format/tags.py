@@ -117,11 +117,15 @@ class TagDict:
         return len(self.values)
 
     def add(self, v: Any) -> int:
-        d = self._by_type.setdefault(type_code(v), {})
-        code = d.get(v)
+        t = type_code(v)
+        d = self._by_type.setdefault(t, {})
+        # floats are keyed by bit pattern: -0.0 and 0.0 (equal in Python) stay distinct, and each
+        # NaN payload finds itself again
+        k = _F64.pack(v) if t == T_FLOAT else v
+        code = d.get(k)
         if code is None:
             self.values.append(v)
-            code = d[v] = len(self.values)
+            code = d[k] = len(self.values)
         return code
 
     def codes(self, values: np.ndarray) -> np.ndarray:
@@ -134,7 +138,10 @@ class TagDict:
             if t is None:
                 raise TypeError(f"unsupported tag value type in {values[:3]!r}")
             d = self._by_type.setdefault(t, {})
-            it = (0 if v is None else (d.get(v) or add(v)) for v in values)
+            if t == T_FLOAT:
+                it = (0 if v is None else add(v) for v in values)
+            else:
+                it = (0 if v is None else (d.get(v) or add(v)) for v in values)
         else:
             it = (0 if v is None else add(v) for v in values)
         return np.fromiter(it, dtype=np.int64, count=len(values))

@@ -10,6 +10,7 @@ Paths are plain POSIX strings. Methods raise `OSError` (with errno) on failure, 
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import Protocol, runtime_checkable
 
@@ -92,6 +93,8 @@ class _OSWritableFile:
             view = view[n:]
 
     def fsync(self) -> None:
+        if self._fd < 0:  # os.fsync(-1) raises ValueError, which would slip past `except OSError`
+            raise OSError(errno.EBADF, "fsync on a closed file", self.path)
         os.fsync(self._fd)
 
     def close(self) -> None:

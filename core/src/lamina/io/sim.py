@@ -104,11 +104,7 @@ class Fault:
 
     def matches(self, op: str, paths: tuple[str, ...]) -> bool:
         """Whether this fault applies to `op` on any of `paths` (fnmatch on the full path)."""
-        return (
-            self.active
-            and self.op == op
-            and any(fnmatch.fnmatchcase(p, self.pattern) for p in paths)
-        )
+        return self.active and self.op == op and any(fnmatch.fnmatchcase(p, self.pattern) for p in paths)
 
 
 class _File:
@@ -540,9 +536,7 @@ class SimFS:
 
     # ------------------------------------------------------------------------ crash states
 
-    def crash_state(
-        self, mode: str = "power", *, seed: int | None = None, torn: int | None = None
-    ) -> SimFS:
+    def crash_state(self, mode: str = "power", *, seed: int | None = None, torn: int | None = None) -> SimFS:
         """A new SimFS holding what the disk would contain after a crash now; self is untouched.
 
         The result is fully durable (its synced state equals its current state), has no open
@@ -583,9 +577,7 @@ class SimFS:
             if mode == "torn":
                 rng = random.Random(seed) if seed is not None else None
                 tear = torn or 512
-                return self._materialize(
-                    lambda d: d.synced_entries, lambda f: _torn_content(f, tear, rng)
-                )
+                return self._materialize(lambda d: d.synced_entries, lambda f: _torn_content(f, tear, rng))
             return self._random_state(random.Random(0 if seed is None else seed), torn or 1)
 
     def _random_state(self, rng: random.Random, grain: int) -> SimFS:
@@ -695,10 +687,7 @@ class SimFS:
                     what = "added" if old is None else "removed" if cur is None else "replaced"
                     changes.append(_Change(f"entry {path}: {what}", d, name, None))
                 if isinstance(cur, _File) and cur.data != cur.synced:
-                    desc = (
-                        f"data {path}: {len(cur.synced)} bytes durable, "
-                        f"{len(cur.data)} bytes current"
-                    )
+                    desc = f"data {path}: {len(cur.synced)} bytes durable, {len(cur.data)} bytes current"
                     changes.append(_Change(desc, None, None, cur))
                 elif isinstance(cur, _Dir):
                     walk(cur, path)

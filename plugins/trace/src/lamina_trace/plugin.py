@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from lamina import API_VERSION, Engine, InvalidInputError, MergePolicyParams, QueryContext, hookimpl
 from lamina_trace import query as q
 from lamina_trace.schema import LAYOUT, MAX_ID_BYTES, SCHEMA
@@ -15,21 +17,30 @@ from lamina_trace.schema import LAYOUT, MAX_ID_BYTES, SCHEMA
 
 def normalize(batch: Mapping[str, Any]) -> Mapping[str, Any]:
     """Trace-specific checks on top of the core's type checks: IDs non-empty and bounded,
-    durations non-negative."""
+    durations non-negative. Non-sequences are left to the core's check, which names the column."""
     if not isinstance(batch, Mapping):
         raise InvalidInputError(
             "batch", f"expected a mapping of column -> values, got {type(batch).__name__}", engine="trace"
         )
     for col in ("trace_id", "span_id"):
-        for i, v in enumerate(batch.get(col, ())):
+        values = batch.get(col, ())
+        if not _is_sequence(values):
+            continue
+        for i, v in enumerate(values):
             if type(v) is bytes and not 0 < len(v) <= MAX_ID_BYTES:
                 raise InvalidInputError(
                     col, f"must be 1 to {MAX_ID_BYTES} bytes, got {len(v)}", engine="trace", row=i
                 )
-    for i, d in enumerate(batch.get("duration", ())):
-        if isinstance(d, int) and d < 0:
-            raise InvalidInputError("duration", f"negative duration {d}", engine="trace", row=i)
+    durations = batch.get("duration", ())
+    if _is_sequence(durations):
+        for i, d in enumerate(durations):
+            if isinstance(d, int | np.integer) and not isinstance(d, bool) and d < 0:
+                raise InvalidInputError("duration", f"negative duration {d}", engine="trace", row=i)
     return batch
+
+
+def _is_sequence(v: Any) -> bool:
+    return hasattr(v, "__len__") and not isinstance(v, str | bytes)
 
 
 def query(

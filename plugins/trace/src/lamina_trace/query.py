@@ -30,22 +30,24 @@ def _spans_of(rows: Mapping[str, Any], idx: Iterable[int] | None = None) -> list
 
 
 def by_trace_ids(ctx: QueryContext, trace_ids: Sequence[bytes]) -> list[Span]:
-    """Every span of the given traces, grouped by trace in the order asked, each trace's spans
-    in the order they were written (older parts first)."""
+    """Every span of the given traces, grouped by trace in the order asked (an ID asked twice is
+    returned once). A trace's spans come time segment by time segment, each segment's in the
+    order they were written; flushing does not change that order."""
     for i, t in enumerate(trace_ids):
         if type(t) is not bytes:
             raise InvalidInputError(
                 "trace_ids", f"expected bytes, got {type(t).__name__}", engine="trace", row=i
             )
-    found: dict[bytes, list[tuple[int, list[Span]]]] = {t: [] for t in trace_ids}
-    parts = sorted(ctx.parts(), key=lambda p: p.meta.part_id or 1 << 62)  # memory parts last
-    for part in parts:
-        for tid in found:
-            if not part.may_contain(tid):
-                continue
-            for i in part.blocks.find(tid):
-                found[tid].append((part.meta.part_id, _spans_of(part.read_block(i))))
-    return [s for tid in trace_ids for _, spans in found[tid] for s in spans]
+    # ctx.parts() yields segment by segment, each oldest part first and unflushed rows last:
+    # that is write order for spans of one trace.
+    found: dict[bytes, list[Span]] = dict.fromkeys(trace_ids, None)  # type: ignore[arg-type]
+    found = {t: [] for t in found}  # asking twice for a trace returns it once
+    for part in ctx.parts():
+        for tid, spans in found.items():
+            if part.may_contain(tid):
+                for i in part.blocks.find(tid):
+                    spans.extend(_spans_of(part.read_block(i)))
+    return [s for spans in found.values() for s in spans]
 
 
 def _tag_mask(part: Any, g: int, name: str, want: Any) -> np.ndarray | None:
@@ -53,10 +55,11 @@ def _tag_mask(part: Any, g: int, name: str, want: Any) -> np.ndarray | None:
     if isinstance(want, TagFilter):
         pred = want.predicate
     elif isinstance(want, list | tuple | set | frozenset):
-        allowed = set(want)
+        # value and type together: 1, 1.0 and True are different tag values
+        allowed = {(type(a), a) for a in want}
 
         def pred(v: Any) -> bool:
-            return v in allowed and type(v) in {type(a) for a in allowed}
+            return (type(v), v) in allowed
     else:
 
         def pred(v: Any) -> bool:
@@ -86,8 +89,17 @@ def by_time_range(
     """
     if limit is not None and (type(limit) is not int or limit < 0):
         raise InvalidInputError("limit", f"must be a non-negative int, got {limit!r}", engine="trace")
+    for name, bound in (("start", start), ("end", end)):
+        if bound is not None and (type(bound) is not int):
+            raise InvalidInputError(
+                name, f"must be an int (ns) or None, got {type(bound).__name__}", engine="trace"
+            )
+    if tags is not None and not isinstance(tags, Mapping):
+        raise InvalidInputError(
+            "tags", f"must be a mapping of tag -> condition, got {type(tags).__name__}", engine="trace"
+        )
     lo = -(2**63) if start is None else start
-    hi = 2**63 - 1 if end is None else end
+    hi = 2**64 if end is None else end  # exclusive; beyond every int64 when unbounded
     conds = dict(tags or {})
     hits: list[tuple[int, int, Any, int, np.ndarray]] = []  # (ts, seq, part, block, rows)
     seq = 0
