@@ -32,17 +32,23 @@ T0_NS = 1_795_600_800 * 10**9
 
 TAG_NAMES = ("service", "operation", "status", "method", "region", "host", "user", "customer")
 CARDINALITY = {
-    "service": 50, "operation": 500, "status": 3, "method": 5,
-    "region": 4, "host": 200, "user": 10_000, "customer": 10_000,
+    "service": 50,
+    "operation": 500,
+    "status": 3,
+    "method": 5,
+    "region": 4,
+    "host": 200,
+    "user": 10_000,
+    "customer": 10_000,
 }
 
-_WORDS = (
+_WORDS = (  # noqa: SIM905 - a word list reads better as text
     "request handler cache miss hit retry timeout upstream downstream checkout cart payment "
-    "inventory order user session token auth login logout redirect render template query "
-    "select insert update delete commit rollback queue publish consume worker batch flush "
-    "index search filter sort page limit offset latency error warning info debug trace span "
-    "grpc http json proto encode decode serialize compress connection pool acquire release "
-    "lock wait shard replica leader follower election heartbeat metrics exporter sampler"
+    "inventory order user session token auth login logout redirect render template query select "
+    "insert update delete commit rollback queue publish consume worker batch flush index search "
+    "filter sort page limit offset latency error warning info debug trace span grpc http json "
+    "proto encode decode serialize compress connection pool acquire release lock wait shard "
+    "replica leader follower election heartbeat metrics exporter sampler"
 ).split()
 _RESOURCES = ("orders", "users", "carts", "payments", "items", "sessions", "invoices", "shipments")
 _AGENTS = (
@@ -136,8 +142,10 @@ def _zipf_p(n: int, s: float) -> np.ndarray:
 def _vocab() -> dict[str, list[Any]]:
     services = [f"svc-{name}-{i:02d}" for i, name in zip(range(50), (_WORDS * 2)[7:57], strict=True)]
     # operation i belongs to service i // 10
-    ops = [f"{services[i // 10].split('-')[1]}.{_WORDS[(i * 7) % len(_WORDS)]}_{_RESOURCES[i % 8]}/{i:03d}"
-           for i in range(500)]
+    ops = [
+        f"{services[i // 10].split('-')[1]}.{_WORDS[(i * 7) % len(_WORDS)]}_{_RESOURCES[i % 8]}/{i:03d}"
+        for i in range(500)
+    ]
     return {
         "service": services,
         "operation": ops,
@@ -161,7 +169,9 @@ def generate(n_spans: int = 300_000, seed: int = 42) -> Workload:
     trace_of = np.repeat(np.arange(n_traces), SPANS_PER_TRACE)[:n_spans]
     pos_in_trace = np.tile(np.arange(SPANS_PER_TRACE), n_traces)[:n_spans]
     # --- times -----------------------------------------------------------------------------
-    trace_len = np.minimum(rng.lognormal(math.log(50e6), 1.0, n_traces), 1e9).astype(np.int64)  # ~50 ms, <= 1 s
+    trace_len = np.minimum(rng.lognormal(math.log(50e6), 1.0, n_traces), 1e9).astype(
+        np.int64
+    )  # ~50 ms, <= 1 s
     root = np.sort(rng.integers(T0_NS, T0_NS + WINDOW_NS - 10**9, n_traces))
     offset = (rng.random(n_spans) * trace_len[trace_of]).astype(np.int64)
     offset[pos_in_trace == 0] = 0
@@ -196,15 +206,15 @@ def generate(n_spans: int = 300_000, seed: int = 42) -> Workload:
     req_hex = rng.bytes(16 * n_spans).hex()  # a random request ID per span (incompressible)
     res = rng.integers(0, len(_RESOURCES), n_spans).tolist()
     agent = rng.integers(0, len(_AGENTS), n_spans).tolist()
-    svc, op, meth, status = tags["service"], tags["operation"], tags["method"], tags["status"]
+    op, meth, status = tags["operation"], tags["method"], tags["status"]
     payload: list[bytes] = []
     append = payload.append
     for i in range(n_spans):
         a, b, c, d = nums[i]
         r = _RESOURCES[res[i]]
         head = (
-            f'{{"name":"{op[i]}","request_id":"{req_hex[32 * i : 32 * i + 32]}","http":{{"method":"{meth[i]}",'
-            f'"url":"/api/v1/{r}/{a}","status":{status[i]},"ua":"{_AGENTS[agent[i]]}"}},'
+            f'{{"name":"{op[i]}","request_id":"{req_hex[32 * i : 32 * i + 32]}",'
+            f'"http":{{"method":"{meth[i]}","url":"/api/v1/{r}/{a}","status":{status[i]},"ua":"{_AGENTS[agent[i]]}"}},'
             f'"db":"SELECT id, total FROM {r} WHERE id = {b}","rows":{c % 100},"bytes":{d},"log":"'
         )
         need = int(target[i]) - len(head) - 2
@@ -212,7 +222,7 @@ def generate(n_spans: int = 300_000, seed: int = 42) -> Workload:
             f = int(fill_at[i])
             s = head + filler[f : f + need] + '"}'
         else:
-            s = (head[: int(target[i]) - 2] + '"}')
+            s = head[: int(target[i]) - 2] + '"}'
         append(s.encode())
     # --- logical bytes ---------------------------------------------------------------------
     tag_bytes = np.full(n_spans, len(TAG_NAMES) - 1, dtype=np.int64)  # commas
@@ -245,8 +255,10 @@ if __name__ == "__main__":  # quick look: python benchmarks/workload.py [n]
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 30_000
     t = time.perf_counter()
     w = generate(n)
-    print(f"{n} spans in {time.perf_counter() - t:.2f}s; {w.logical_bytes / 1e6:.1f} MB logical; "
-          f"payload avg {np.mean([len(p) for p in w.payload]):.0f} B")
+    print(
+        f"{n} spans in {time.perf_counter() - t:.2f}s; {w.logical_bytes / 1e6:.1f} MB logical; "
+        f"payload avg {np.mean([len(p) for p in w.payload]):.0f} B"
+    )
     print(w.payload[0].decode())
     print(w.tags_text(0).decode(), len(w.raw_record(0)), int(w.span_bytes[0]))
     print({t: len(set(w.tags[t])) for t in TAG_NAMES})
