@@ -169,7 +169,8 @@ def test_fsync_failure_poisons_table_until_reopen(sim: SimFS) -> None:
         kv.flush()
     with pytest.raises(lamina.PoisonedTableError):
         kv.write(kv_batch([b"c"], [T0 + 2]))
-    s._closed = True  # abandon the poisoned store as a crashed process would
+    with pytest.raises(lamina.PoisonedTableError):
+        s.close()  # close tries to flush the buffered row and fails, but still releases the store
     s2 = open_kv_store(ROOT, fs=sim)
     assert [r[0] for r in s2.engine("kv").query()] == [b"a"]
     s2.engine("kv").write(kv_batch([b"d"], [T0 + 3]))

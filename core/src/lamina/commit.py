@@ -81,9 +81,17 @@ def remove_partial(fs: FileSystem, part_dir: str) -> None:
         pass
 
 
-def write_manifest(fs: FileSystem, table_dir: str, epoch: int, parts: list[int]) -> None:
+def write_manifest(
+    fs: FileSystem, table_dir: str, epoch: int, parts: list[int], salvaged: list[int] | None = None
+) -> None:
     """Step 4, the commit point."""
-    m = Manifest(format_version=FORMAT_VERSION, epoch=epoch, parts=sorted(parts), created_ns=time.time_ns())
+    m = Manifest(
+        format_version=FORMAT_VERSION,
+        epoch=epoch,
+        parts=sorted(parts),
+        created_ns=time.time_ns(),
+        salvaged=sorted(salvaged or []),
+    )
     write_atomic(fs, posixpath.join(table_dir, names.manifest_name(epoch)), dump_record(m))
 
 

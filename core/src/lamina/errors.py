@@ -141,5 +141,13 @@ class PoisonedTableError(LaminaError):
         super().__init__(f"table {table} is poisoned by an earlier fsync failure ({cause}); reopen the store")
 
 
+class StoreLockedError(LaminaError):
+    """Another process has the store open. Two writers would race on manifests and part IDs."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(f"store {path} is open in another process (lock {path}/lamina.lock is held)")
+
+
 class StoreClosedError(LaminaError):
     """The store (or table) was closed."""

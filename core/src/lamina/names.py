@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import xxhash
 
 STORE_DESCRIPTOR = "lamina.json"
+STORE_LOCK = "lamina.lock"
 METADATA = "metadata.json"
 META_INDEX = "meta.bin"
 PRIMARY = "primary.bin"

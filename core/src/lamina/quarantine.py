@@ -7,14 +7,18 @@ written by the table afterwards. A crash in between leaves a part that is listed
 
 from __future__ import annotations
 
+import json
 import posixpath
 from datetime import UTC, datetime
+from typing import Any
+
+import attrs
 
 from lamina import __version__, names
 from lamina.errors import CorruptPartError
 from lamina.format.part_meta import FORMAT_VERSION, QuarantineReason
 from lamina.format.records import dump_record
-from lamina.io.durable import fsync_dir, mkdir_durable, write_atomic
+from lamina.io.durable import fsync_dir, mkdir_durable, rmtree, write_atomic
 from lamina.io.fs import FileSystem
 
 
@@ -70,3 +74,63 @@ def move_to_corrupt(fs: FileSystem, table_dir: str, part: str, reason: Quarantin
 
 def write_reason(fs: FileSystem, path: str, reason: QuarantineReason) -> None:
     write_atomic(fs, posixpath.join(path, names.REASON), dump_record(reason))
+
+
+@attrs.frozen
+class QuarantinedPart:
+    """A part in some table's corrupt/ directory, as `lamina quarantine list` shows it."""
+
+    engine: str
+    dataset: str
+    table: str
+    part: str
+    path: str
+    reason: dict[str, Any]
+    bytes: int
+    salvaged: bool
+
+    @property
+    def spec(self) -> str:
+        """`engine/dataset/segment/part`: how the CLI names it."""
+        seg = posixpath.basename(posixpath.dirname(self.table))
+        return f"{self.engine}/{self.dataset}/{seg}/{self.part}"
+
+
+def list_quarantined(fs: FileSystem, tables: list[Any]) -> list[QuarantinedPart]:
+    out = []
+    for t in tables:
+        cdir = corrupt_dir(t.path)
+        if not fs.is_dir(cdir):
+            continue
+        for name in fs.listdir(cdir):
+            path = posixpath.join(cdir, name)
+            try:
+                reason = json.loads(fs.read_file(posixpath.join(path, names.REASON)))
+            except (OSError, ValueError) as e:
+                reason = {"reason": "unknown", "detail": f"reason.json unreadable: {e}"}
+            pid = names.parse_part_name(name[:16])
+            out.append(
+                QuarantinedPart(
+                    engine=t.engine.name,
+                    dataset=t.dataset,
+                    table=t.path,
+                    part=name,
+                    path=path,
+                    reason=reason,
+                    bytes=_tree_size(fs, path),
+                    salvaged=pid is not None and pid in t.salvaged,
+                )
+            )
+    return out
+
+
+def _tree_size(fs: FileSystem, path: str) -> int:
+    if not fs.is_dir(path):
+        return fs.file_size(path)
+    return sum(_tree_size(fs, posixpath.join(path, n)) for n in fs.listdir(path))
+
+
+def drop_quarantined(fs: FileSystem, q: QuarantinedPart) -> None:
+    """Delete a quarantined part for good (the operator's decision; rows not salvaged are lost)."""
+    rmtree(fs, q.path)
+    fsync_dir(fs, posixpath.dirname(q.path))

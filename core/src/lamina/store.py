@@ -20,7 +20,13 @@ import numpy as np
 from lamina import __version__, names
 from lamina.batch import columns_from_batch, rows_to_batch
 from lamina.engine import Engine
-from lamina.errors import CorruptPartError, InvalidInputError, LaminaError, StoreClosedError
+from lamina.errors import (
+    CorruptPartError,
+    InvalidInputError,
+    LaminaError,
+    StoreClosedError,
+    StoreLockedError,
+)
 from lamina.format.rows import take
 from lamina.io.durable import fsync_dir, makedirs_durable, rmtree, write_atomic
 from lamina.io.fs import FileSystem, OSFileSystem, absolute
@@ -28,7 +34,9 @@ from lamina.log import get_logger
 from lamina.merge.policy import select_parts
 from lamina.metrics import Metrics
 from lamina.plugins import Registry
+from lamina.quarantine import QuarantinedPart, drop_quarantined, list_quarantined
 from lamina.query import QueryContext
+from lamina.salvage import SalvageReport, salvage
 from lamina.table import Table, TableEnv
 
 DESCRIPTOR_VERSION = 1
@@ -69,6 +77,7 @@ class EngineHandle:
             metrics=store.metrics,
             hook=store.registry.pm.hook,
             allow_rollback=store.allow_rollback,
+            auto_salvage=store.auto_salvage,
         )
 
     # -- tables ------------------------------------------------------------------------------
@@ -253,6 +262,7 @@ class Store:
         flush_interval_s: float = 1.0,
         merge_interval_s: float = 1.0,
         allow_rollback: bool = False,
+        auto_salvage: bool = False,
     ) -> None:
         self.fs = fs or OSFileSystem()
         self.path = absolute(path) if isinstance(self.fs, OSFileSystem) else posixpath.normpath(path)
@@ -265,13 +275,23 @@ class Store:
         self.registry = registry
         self.metrics = Metrics()
         self.allow_rollback = allow_rollback
+        self.auto_salvage = auto_salvage
         self.flush_interval_s, self.merge_interval_s = flush_interval_s, merge_interval_s
         self._closed = False
         self._handles: dict[str, EngineHandle] = {}
         self._backoff: dict[str, tuple[float, float]] = {}
-        self._init_dir()
-        for name in sorted(self.registry.engines):
-            self.engine(name)._discover()
+        makedirs_durable(self.fs, self.path)
+        try:
+            self._lock = self.fs.lock(posixpath.join(self.path, names.STORE_LOCK))
+        except BlockingIOError:
+            raise StoreLockedError(self.path) from None
+        try:
+            self._init_dir()
+            for name in sorted(self.registry.engines):
+                self.engine(name)._discover()
+        except BaseException:
+            self._lock.release()
+            raise
         self._wakeup = threading.Event()
         self._thread: threading.Thread | None = None
         if background:
@@ -279,7 +299,6 @@ class Store:
             self._thread.start()
 
     def _init_dir(self) -> None:
-        makedirs_durable(self.fs, self.path)
         desc = posixpath.join(self.path, names.STORE_DESCRIPTOR)
         if self.fs.exists(desc):
             try:
@@ -322,6 +341,44 @@ class Store:
             merges=int(self.metrics.value("lamina_merges_total")),
             corrupt_parts=int(self.metrics.value("lamina_corrupt_parts_total")),
         )
+
+    # -- quarantine management ---------------------------------------------------------------
+    def quarantined(self) -> list[QuarantinedPart]:
+        """Every part in a corrupt/ directory of this store, with its reason."""
+        tables = [t for h in self._handles.values() for t in h.tables()]
+        return list_quarantined(self.fs, tables)
+
+    def _find_quarantined(self, spec: str) -> QuarantinedPart:
+        parts = self.quarantined()
+        hits = [q for q in parts if spec in (q.spec, q.part, q.path)]
+        if len(hits) != 1:
+            known = ", ".join(q.spec for q in parts) or "none"
+            what = "is ambiguous" if hits else "matches no quarantined part"
+            raise LaminaError(f"{spec!r} {what}; quarantined parts: {known}")
+        return hits[0]
+
+    def _table_of(self, q: QuarantinedPart) -> Table:
+        return next(t for t in self.engine(q.engine).tables(q.dataset) if t.path == q.table)
+
+    def salvage(self, spec: str) -> SalvageReport:
+        """Commit every verifiable row of a quarantined part into its table (see salvage.py)."""
+        q = self._find_quarantined(spec)
+        return salvage(self._table_of(q), q.part)
+
+    def restore(self, spec: str) -> SalvageReport:
+        """Put a quarantined part's rows back, only if every one of them verifies."""
+        q = self._find_quarantined(spec)
+        return salvage(self._table_of(q), q.part, require_complete=True)
+
+    def drop_quarantined(self, spec: str, *, force: bool = False) -> QuarantinedPart:
+        """Delete a quarantined part. Unless it was salvaged, `force` is required: rows go."""
+        q = self._find_quarantined(spec)
+        if not q.salvaged and not force:
+            raise LaminaError(
+                f"{q.spec} was not salvaged: dropping it loses its rows; salvage it first or force"
+            )
+        drop_quarantined(self.fs, q)
+        return q
 
     def _check_open(self) -> None:
         if self._closed:
@@ -391,6 +448,7 @@ class Store:
                 self._thread.join()
             for h in self._handles.values():
                 h.close()
+            self._lock.release()
 
     def __enter__(self) -> Store:
         return self

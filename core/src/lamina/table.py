@@ -66,6 +66,8 @@ class TableEnv:
     hook: Any  # pluggy hook relay
     allow_rollback: bool = False
     threads: int = 2
+    #: Salvage every part right after it is quarantined (salvage.py).
+    auto_salvage: bool = False
 
 
 def sort_rows(engine: Engine, rows: Rows) -> tuple[Rows, list[bytes]]:
@@ -109,6 +111,7 @@ class Table:
         self._live: dict[int, PartHandle] = {}
         self._epoch = 0
         self._next_id = 1
+        self.salvaged: set[int] = set()
         self._poison: BaseException | None = None
         self._closed = False
         self.dictionary: ZstdDict | None = None
@@ -130,6 +133,7 @@ class Table:
         manifest = self._load_newest_manifest(epochs)
         live_ids = set(manifest.parts) if manifest else set()
         self._epoch = manifest.epoch if manifest else 0
+        self.salvaged = set(manifest.salvaged) if manifest else set()
         seen_ids = set(live_ids)
         cdir = posixpath.join(self.path, names.CORRUPT_DIR)
         corrupt = set(fs.listdir(cdir)) if fs.is_dir(cdir) else set()
@@ -170,7 +174,19 @@ class Table:
             self._write_manifest(sorted(self._live))
         prune_manifests(fs, self.path, self._epoch - 1)
         self._adopt_dictionary()
+        for pid in dropped:
+            self._auto_salvage(names.part_name(pid))
         return self
+
+    def _auto_salvage(self, pname: str) -> None:
+        if not self.env.auto_salvage or names.parse_part_name(pname) in self.salvaged:
+            return
+        from lamina.salvage import SalvageError, salvage
+
+        try:
+            salvage(self, pname)
+        except SalvageError as e:
+            self.log.bind(part=pname).error("automatic salvage of {} failed: {}", pname, e)
 
     def _load_newest_manifest(self, epochs: list[int]) -> Manifest | None:
         for i, epoch in enumerate(epochs):
@@ -249,12 +265,21 @@ class Table:
             self.log.error("fsync failed; table poisoned until reopen: {}", e)
             raise
 
-    def _write_manifest(self, parts: list[int]) -> None:
+    def _write_manifest(self, parts: list[int], salvaged: set[int] | None = None) -> None:
         epoch = self._epoch + 1
-        self._guard_fsync(lambda: write_manifest(self.fs, self.path, epoch, parts))
+        marks = sorted(self.salvaged | (salvaged or set()))
+        self._guard_fsync(lambda: write_manifest(self.fs, self.path, epoch, parts, marks))
         self._epoch = epoch
+        self.salvaged = set(marks)
 
-    def _commit(self, add: list[PartHandle], remove: list[int], *, flushed: MemRows | None = None) -> None:
+    def _commit(
+        self,
+        add: list[PartHandle],
+        remove: list[int],
+        *,
+        flushed: MemRows | None = None,
+        salvaged: int | None = None,
+    ) -> None:
         """Make `add` live and `remove` retired, durably (SPEC §5 step 4), then visibly.
 
         The manifest is written first; the in-memory swap (including dropping the memory rows a
@@ -268,7 +293,7 @@ class Table:
                 ids = sorted((set(self._live) - set(remove)) | {h.part_id for h in add})
             if missing:
                 raise RuntimeError(f"parts {missing} are no longer live (quarantined meanwhile?)")
-            self._write_manifest(ids)
+            self._write_manifest(ids, None if salvaged is None else {salvaged})
             with self._lock:
                 retired = [self._live.pop(r) for r in remove]
                 for h in add:
@@ -529,6 +554,29 @@ class Table:
         )
         return pid
 
+    def commit_salvaged(self, rows: Rows | None, source_id: int) -> str | None:
+        """Commit rows recovered from quarantined part `source_id` as a new part, marking the
+        source salvaged in the same manifest. Returns the new part's name (None without rows)."""
+        with self._flush_lock:
+            self._check_writable()
+            if rows is None or rows_len(rows) == 0:
+                self._commit([], [], salvaged=source_id)
+                return None
+            pid = self.allocate_id()
+            pname = names.part_name(pid)
+            ppath = posixpath.join(self.path, pname)
+            sink, meta = self._build_part(rows, pid)
+            meta = attrs.evolve(meta, lineage=[source_id])
+            self._guard_fsync(lambda: write_mem_part(self.fs, ppath, sink.files, meta))
+            handle = self._handle(self._open_part(pname, meta))
+            try:
+                self._commit([handle], [], salvaged=source_id)
+            except BaseException:
+                handle.reader.close()
+                remove_partial(self.fs, ppath)
+                raise
+            return pname
+
     # -- quarantine --------------------------------------------------------------------------
     def _set_aside(self, pname: str, err: CorruptPartError, *, stage: str) -> dict[str, Any]:
         """Move a part to corrupt/ with reason.json; log, count, announce. Manifest is the caller's."""
@@ -571,6 +619,7 @@ class Table:
                 del self._live[part_id]
             h.in_memory = True  # its directory already moved: nothing to delete when freed
         h.retire()
+        self._auto_salvage(h.name)
         return True
 
     # -- retention & lifecycle ---------------------------------------------------------------

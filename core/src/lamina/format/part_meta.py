@@ -70,6 +70,9 @@ class Manifest:
     epoch: int = attrs.field(validator=_non_negative)
     parts: list[int]
     created_ns: int
+    #: Quarantined part IDs whose rows were salvaged (or restored) into a live part. Recorded in
+    #: the same commit as the salvaged part, so a salvage is atomic and never repeated.
+    salvaged: list[int] = attrs.field(factory=list)
 
 
 @attrs.frozen

@@ -11,6 +11,7 @@ Paths are plain POSIX strings. Methods raise `OSError` (with errno) on failure, 
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 from typing import Protocol, runtime_checkable
 
@@ -78,6 +79,25 @@ class FileSystem(Protocol):
 
     def fsync_dir(self, path: str) -> None:
         """Make the entries of directory `path` (creates, renames, unlinks) durable."""
+
+    def lock(self, path: str) -> FileLock:
+        """Take an exclusive, non-blocking lock on `path` (created if missing) for this process;
+        BlockingIOError if another holder has it. Released by `FileLock.release()` or on exit."""
+
+
+class FileLock(Protocol):
+    def release(self) -> None: ...
+
+
+class _OSFileLock:
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
 
 
 class _OSWritableFile:
@@ -158,6 +178,15 @@ class OSFileSystem:
 
     def rmdir(self, path: str) -> None:
         os.rmdir(path)
+
+    def lock(self, path: str) -> FileLock:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BaseException:
+            os.close(fd)
+            raise
+        return _OSFileLock(fd)
 
     def fsync_dir(self, path: str) -> None:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))

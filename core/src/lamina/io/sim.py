@@ -245,6 +245,15 @@ class _SimReadable:
         self._closed = True
 
 
+class _SimLock:
+    def __init__(self, fs: SimFS, path: str) -> None:
+        self._fs, self._path = fs, path
+
+    def release(self) -> None:
+        with self._fs._lock:
+            self._fs._locks.discard(self._path)
+
+
 class SimFS:
     """In-memory FileSystem with explicit durability, crash points, crash states and faults.
 
@@ -259,6 +268,7 @@ class SimFS:
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
+        self._locks: set[str] = set()
         self._root = _Dir()
         #: Number of mutating operations attempted so far (the next one gets this index).
         self.op_count = 0
@@ -535,6 +545,17 @@ class SimFS:
             node.synced_entries = dict(node.entries)
 
     # ------------------------------------------------------------------------ crash states
+
+    def lock(self, path: str) -> _SimLock:
+        """An exclusive lock per path within this SimFS (a crash state starts with none held,
+        as a dead process holds no flock)."""
+        path = posixpath.normpath(path)
+        with self._lock:
+            self._check_alive()
+            if path in self._locks:
+                raise BlockingIOError(errno.EWOULDBLOCK, "lock is held", path)
+            self._locks.add(path)
+        return _SimLock(self, path)
 
     def crash_state(self, mode: str = "power", *, seed: int | None = None, torn: int | None = None) -> SimFS:
         """A new SimFS holding what the disk would contain after a crash now; self is untouched.
