@@ -31,6 +31,7 @@ def test_collector_exports_corrupt_parts_flushes_and_fsyncs_without_global_regis
         == 1
     )
     assert reg.get_sample_value("lamina_quarantined_parts", {"engine": "kv"}) == 1
+    assert reg.get_sample_value("lamina_quarantined_bytes", {"engine": "kv"}) > 0
     assert reg.get_sample_value("lamina_parts", {"engine": "kv"}) == 1
     assert reg.get_sample_value("lamina_fsyncs_total", {"kind": "data"}) > 0
     # a second store in the same process registers fine (no duplicated timeseries)

@@ -1,4 +1,5 @@
-"""The `lamina` command: `engines`, `demo DIR`, `check DIR [--deep]`.
+"""The `lamina` command: `engines`, `demo DIR`, `check DIR [--deep]`, `quarantine list|restore|drop`,
+`salvage`.
 
 Exit codes: 0 success (for `check`: no damage), 1 damage or failure found, 2 usage error (bad
 option, a directory that is not a Lamina store).
@@ -33,6 +34,7 @@ from rich.table import Table
 from rich.text import Text
 
 import lamina
+import lamina.salvage
 from lamina.check import CheckReport, NotAStoreError, Problem, Severity, check_store, is_store
 from lamina.errors import LaminaError
 from lamina.io.fs import FileSystem, OSFileSystem
@@ -229,6 +231,112 @@ def check(
     else:
         _print_report(console, report)
     raise typer.Exit(EXIT_OK if report.ok else EXIT_DAMAGE)
+
+
+# -- quarantine & salvage ---------------------------------------------------------------------
+quarantine_app = typer.Typer(help="List, restore or drop quarantined (corrupt/) parts.", no_args_is_help=True)
+app.add_typer(quarantine_app, name="quarantine")
+
+
+def _open_for_repair(directory: Path) -> lamina.Store:
+    if not is_store(os.fspath(directory)):
+        raise _usage_error(f"{directory} is not a Lamina store (no lamina.json)")
+    try:
+        return lamina.open(os.fspath(directory), registry=_load_registry(), background=False)
+    except LaminaError as e:
+        _err().print(Text(f"error: {e}", style="bold red"))
+        raise typer.Exit(EXIT_DAMAGE) from None
+
+
+def _salvage_summary(console: Console, r: lamina.salvage.SalvageReport, verb: str) -> None:
+    console.print(
+        f"{verb} {r.part}: {r.rows_recovered:,} of {r.rows_total:,} rows recovered into "
+        f"{r.new_part or '(no part: nothing verifiable)'}; {r.rows_lost:,} rows lost "
+        f"({r.blocks_lost} damaged block(s))"
+    )
+    for p in r.problems[:10]:
+        console.print(Text(f"  lost {p}", style="yellow"))
+    if len(r.problems) > 10:
+        console.print(f"  ... and {len(r.problems) - 10} more")
+
+
+@quarantine_app.command("list")
+def quarantine_list(
+    directory: Annotated[Path, typer.Argument(help="The store directory.", show_default=False)],
+) -> None:
+    """Every quarantined part with its reason; exit 0 even when some exist."""
+    with _open_for_repair(directory) as store:
+        parts = store.quarantined()
+    console = _out()
+    if not parts:
+        console.print("no quarantined parts")
+        return
+    table = Table(title=f"quarantined parts in {directory}")
+    for col in ("part", "stage", "reason", "file", "offset", "detail", "bytes", "salvaged"):
+        table.add_column(col, overflow="fold")
+    for q in parts:
+        r = q.reason
+        table.add_row(
+            q.spec,
+            str(r.get("stage", "")),
+            str(r.get("reason", "")),
+            str(r.get("file", "")),
+            str(r.get("offset", "")),
+            str(r.get("detail", "")),
+            f"{q.bytes:,}",
+            "yes" if q.salvaged else "no",
+        )
+    console.print(table)
+
+
+@quarantine_app.command("restore")
+def quarantine_restore(
+    directory: Annotated[Path, typer.Argument(help="The store directory.", show_default=False)],
+    part: Annotated[str, typer.Argument(help="engine/dataset/segment/part, or a unique part name.")],
+) -> None:
+    """Re-validate every block of a quarantined part and put all its rows back (refuses if any
+    row fails verification: use `lamina salvage` to keep the rest)."""
+    with _open_for_repair(directory) as store:
+        try:
+            report = store.restore(part)
+        except LaminaError as e:
+            _err().print(Text(f"error: {e}", style="bold red"))
+            raise typer.Exit(EXIT_DAMAGE) from None
+    _salvage_summary(_out(), report, "restored")
+
+
+@quarantine_app.command("drop")
+def quarantine_drop(
+    directory: Annotated[Path, typer.Argument(help="The store directory.", show_default=False)],
+    part: Annotated[str, typer.Argument(help="engine/dataset/segment/part, or a unique part name.")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Drop even if not salvaged (its rows are lost).")
+    ] = False,
+) -> None:
+    """Delete a quarantined part for good."""
+    with _open_for_repair(directory) as store:
+        try:
+            q = store.drop_quarantined(part, force=force)
+        except LaminaError as e:
+            _err().print(Text(f"error: {e}", style="bold red"))
+            raise typer.Exit(EXIT_DAMAGE) from None
+    _out().print(f"dropped {q.spec} ({q.bytes:,} bytes{'' if q.salvaged else ', not salvaged'})")
+
+
+@app.command()
+def salvage(
+    directory: Annotated[Path, typer.Argument(help="The store directory.", show_default=False)],
+    part: Annotated[str, typer.Argument(help="engine/dataset/segment/part, or a unique part name.")],
+) -> None:
+    """Commit every verifiable block of a quarantined part into a new part; count what is lost.
+    Blocks whose checksum fails are never read into the store."""
+    with _open_for_repair(directory) as store:
+        try:
+            report = store.salvage(part)
+        except LaminaError as e:
+            _err().print(Text(f"error: {e}", style="bold red"))
+            raise typer.Exit(EXIT_DAMAGE) from None
+    _salvage_summary(_out(), report, "salvaged")
 
 
 # -- demo -------------------------------------------------------------------------------------

@@ -83,4 +83,10 @@ class LaminaCollector:
             rows.add_metric([eng], st.rows)
             size.add_metric([eng], st.bytes)
             quarantined.add_metric([eng], st.quarantined)
-        yield from (parts, rows, size, quarantined)
+        qbytes = GaugeMetricFamily("lamina_quarantined_bytes", "Bytes in corrupt/", labels=["engine"])
+        per_engine: dict[str, int] = dict.fromkeys(stats.engines, 0)
+        for q in self.store.quarantined():
+            per_engine[q.engine] = per_engine.get(q.engine, 0) + q.bytes
+        for eng, n in per_engine.items():
+            qbytes.add_metric([eng], n)
+        yield from (parts, rows, size, quarantined, qbytes)
