@@ -14,9 +14,9 @@ import os
 import posixpath
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import attrs
 import typer
@@ -41,6 +41,7 @@ from lamina.io.fs import FileSystem, OSFileSystem
 from lamina.plugins import Registry
 
 EXIT_OK, EXIT_DAMAGE, EXIT_USAGE = 0, 1, 2
+T = TypeVar("T")
 
 app = typer.Typer(
     name="lamina",
@@ -248,6 +249,16 @@ def _open_for_repair(directory: Path) -> lamina.Store:
         raise typer.Exit(EXIT_DAMAGE) from None
 
 
+def _repair(directory: Path, action: Callable[[lamina.Store], T]) -> T:
+    """Open the store (taking its lock), run one repair action, report a refusal as exit 1."""
+    with _open_for_repair(directory) as store:
+        try:
+            return action(store)
+        except LaminaError as e:
+            _err().print(Text(f"error: {e}", style="bold red"))
+            raise typer.Exit(EXIT_DAMAGE) from None
+
+
 def _salvage_summary(console: Console, r: lamina.salvage.SalvageReport, verb: str) -> None:
     console.print(
         f"{verb} {r.part}: {r.rows_recovered:,} of {r.rows_total:,} rows recovered into "
@@ -296,12 +307,7 @@ def quarantine_restore(
 ) -> None:
     """Re-validate every block of a quarantined part and put all its rows back (refuses if any
     row fails verification: use `lamina salvage` to keep the rest)."""
-    with _open_for_repair(directory) as store:
-        try:
-            report = store.restore(part)
-        except LaminaError as e:
-            _err().print(Text(f"error: {e}", style="bold red"))
-            raise typer.Exit(EXIT_DAMAGE) from None
+    report = _repair(directory, lambda store: store.restore(part))
     _salvage_summary(_out(), report, "restored")
 
 
@@ -314,12 +320,7 @@ def quarantine_drop(
     ] = False,
 ) -> None:
     """Delete a quarantined part for good."""
-    with _open_for_repair(directory) as store:
-        try:
-            q = store.drop_quarantined(part, force=force)
-        except LaminaError as e:
-            _err().print(Text(f"error: {e}", style="bold red"))
-            raise typer.Exit(EXIT_DAMAGE) from None
+    q = _repair(directory, lambda store: store.drop_quarantined(part, force=force))
     _out().print(f"dropped {q.spec} ({q.bytes:,} bytes{'' if q.salvaged else ', not salvaged'})")
 
 
@@ -330,12 +331,7 @@ def salvage(
 ) -> None:
     """Commit every verifiable block of a quarantined part into a new part; count what is lost.
     Blocks whose checksum fails are never read into the store."""
-    with _open_for_repair(directory) as store:
-        try:
-            report = store.salvage(part)
-        except LaminaError as e:
-            _err().print(Text(f"error: {e}", style="bold red"))
-            raise typer.Exit(EXIT_DAMAGE) from None
+    report = _repair(directory, lambda store: store.salvage(part))
     _salvage_summary(_out(), report, "salvaged")
 
 
