@@ -162,6 +162,7 @@ class Table:
                     dropped.append(pid)
                     continue
                 raise MissingPartError(self.path, pname)
+            self._remove_tmp_files(ppath)
             try:
                 reader = self._open_part(pname)
             except CorruptPartError as e:
@@ -187,6 +188,18 @@ class Table:
             salvage(self, pname)
         except SalvageError as e:
             self.log.bind(part=pname).error("automatic salvage of {} failed: {}", pname, e)
+
+    def _remove_tmp_files(self, part_dir: str) -> None:
+        """A `*.tmp` inside a committed part is the debris of an atomic write cut short (an
+        operator's copy, say): never data the part depends on, so it is removed, not a reason to
+        quarantine the part."""
+        if not self.fs.is_dir(part_dir):
+            return
+        tmps = [n for n in self.fs.listdir(part_dir) if n.endswith(TMP_SUFFIX)]
+        for n in tmps:
+            self.fs.remove(posixpath.join(part_dir, n))
+        if tmps:
+            fsync_dir(self.fs, part_dir)
 
     def _load_newest_manifest(self, epochs: list[int]) -> Manifest | None:
         for i, epoch in enumerate(epochs):

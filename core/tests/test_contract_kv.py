@@ -1,0 +1,42 @@
+"""The corruption contract (lamina.testing.contract) on the kv reference engine."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import lamina
+from lamina.testing import CorruptionContract
+from lamina.testing.kv import KV, kv_batch
+
+T0 = 1_700_000_000_000_000_000
+
+
+def _row(r: tuple[bytes, int, bytes, dict[str, Any]]) -> tuple[Any, ...]:
+    key, ts, value, tags = r
+    return (key, ts, value, tuple(sorted((k, type(v).__name__, repr(v)) for k, v in tags.items())))
+
+
+class TestKvCorruption(CorruptionContract):
+    @pytest.fixture
+    def engine(self) -> lamina.Engine:
+        return KV
+
+    @pytest.fixture
+    def sample_batches(self) -> list[dict[str, Any]]:
+        """Three batches of 40 keys x 2 rows; neighbours share 20 keys, so merges both copy blocks
+        raw and decode-merge equal keys."""
+        out = []
+        for p in range(3):
+            keys = [b"key-%03d" % i for i in range(p * 20, p * 20 + 40) for _ in range(2)]
+            ts = [T0 + p * 1_000_000 + j for j in range(len(keys))]
+            values = [b"v%d-%d-" % (p, j) + b"x" * (j % 17) for j in range(len(keys))]
+            tags = [{"shard": f"s{j % 3}", "n": j % 5} for j in range(len(keys))]
+            out.append(kv_batch(keys, ts, values, tags))
+        return out
+
+    @pytest.fixture
+    def query_all(self) -> Callable[[lamina.EngineHandle], list[Any]]:
+        return lambda handle: sorted(_row(r) for r in handle.query())
