@@ -458,7 +458,7 @@ class _Checker:
             found: Problem | None = None
             try:
                 reader = PartReader.open(
-                    DirSource(self.fs, ppath),
+                    _IgnoringTmp(self.fs, ppath),
                     pname,
                     kinds=kinds,
                     key_filter=layout.key_filter,
@@ -528,6 +528,14 @@ class _Checker:
             actual=r.actual,
             detail=f"set aside {r.time} (stage {r.stage}): {r.detail}; see corrupt/{name}/reason.json",
         )
+
+
+class _IgnoringTmp(DirSource):
+    """A part directory as the next open will see it: `*.tmp` debris is removed there, not a
+    reason to quarantine, so the checker does not count it as damage either."""
+
+    def listing(self) -> dict[str, int]:
+        return {n: size for n, size in super().listing().items() if not n.endswith(".tmp")}
 
 
 def is_store(path: str, fs: FileSystem | None = None) -> bool:

@@ -82,7 +82,12 @@ def remove_partial(fs: FileSystem, part_dir: str) -> None:
 
 
 def write_manifest(
-    fs: FileSystem, table_dir: str, epoch: int, parts: list[int], salvaged: list[int] | None = None
+    fs: FileSystem,
+    table_dir: str,
+    epoch: int,
+    parts: list[int],
+    salvaged: list[int] | None = None,
+    next_part_id: int = 0,
 ) -> None:
     """Step 4, the commit point."""
     m = Manifest(
@@ -91,6 +96,7 @@ def write_manifest(
         parts=sorted(parts),
         created_ns=time.time_ns(),
         salvaged=sorted(salvaged or []),
+        next_part_id=next_part_id,
     )
     write_atomic(fs, posixpath.join(table_dir, names.manifest_name(epoch)), dump_record(m))
 

@@ -71,3 +71,9 @@ class Engine:
 
     def __attrs_post_init__(self) -> None:
         self.schema.check_layout(self.layout)
+        # Segment directories are named to the minute (to the day for whole days); an interval
+        # that is not a whole number of minutes would give two segments one name.
+        if self.segment_interval_ns <= 0 or self.segment_interval_ns % (60 * 10**9):
+            raise ValueError(
+                f"segment_interval_ns must be a positive multiple of 60 s, got {self.segment_interval_ns}"
+            )

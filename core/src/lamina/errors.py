@@ -26,6 +26,8 @@ class CorruptionReason(StrEnum):
     UNKNOWN_FILE = "unknown_file"
     DECODE = "decode"
     FORMAT_VERSION = "format_version"
+    #: The OS refused to read the part (EIO, a directory where a file belongs, ...).
+    IO_ERROR = "io_error"
 
 
 class ShortReadError(LaminaError):
@@ -139,6 +141,12 @@ class PoisonedTableError(LaminaError):
     def __init__(self, table: str, cause: BaseException) -> None:
         self.table, self.cause = table, cause
         super().__init__(f"table {table} is poisoned by an earlier fsync failure ({cause}); reopen the store")
+
+
+class CommitUncertainError(PoisonedTableError):
+    """The new manifest was renamed into place but a later barrier failed: the commit may or may not
+    survive a crash. Nothing is removed (the committed output must not be deleted); the table is
+    poisoned until the store is reopened, and recovery then sees one state or the other."""
 
 
 class StoreLockedError(LaminaError):

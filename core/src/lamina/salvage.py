@@ -36,6 +36,8 @@ class SalvageReport:
     blocks_lost: int
     new_part: str | None
     problems: tuple[str, ...]
+    #: The source part's data age (PartMeta.seq), inherited by the salvaged part.
+    source_seq: int = 0
 
 
 def read_verifiable_rows(table: object, part: str) -> tuple[list[Rows], SalvageReport]:
@@ -90,6 +92,7 @@ def read_verifiable_rows(table: object, part: str) -> tuple[list[Rows], SalvageR
         blocks_lost=blocks_lost,
         new_part=None,
         problems=tuple(problems),
+        source_seq=meta.data_seq,
     )
     return good, report
 
@@ -109,7 +112,7 @@ def salvage(table: object, part: str, *, require_complete: bool = False) -> Salv
             f"({'; '.join(report.problems[:3])}); refusing to restore. Use salvage to keep the rest."
         )
     rows = concat(t.engine.schema, good) if good else None  # type: ignore[attr-defined]
-    new = t.commit_salvaged(rows, pid)  # type: ignore[attr-defined]
+    new = t.commit_salvaged(rows, pid, report.source_seq)  # type: ignore[attr-defined]
     t.log.bind(part=part).warning(  # type: ignore[attr-defined]
         "salvaged {} of {} rows of {} into {} ({} blocks lost)",
         report.rows_recovered,

@@ -135,20 +135,18 @@ class EngineHandle:
             raise InvalidInputError("dataset", f"{dataset!r} is not a valid dataset name", engine=self.name)
         # The engine adapts its users' conventions; the core then validates strictly.
         schema = self.schema(dataset)
-        rows = columns_from_batch(schema, self.engine.normalize(batch), self.name)
+        rows = _own(columns_from_batch(schema, self.engine.normalize(batch), self.name))
         ts = rows[schema.timestamp]
         n = len(ts)
         if n == 0:
             return 0
         interval = self.engine.segment_interval_ns
         segs = ts // interval
-        for s in np.unique(segs):
-            part = (
-                rows
-                if len(segs) and segs[0] == s and (segs == s).all()
-                else take(rows, np.nonzero(segs == s)[0])
-            )
-            table = self._table(dataset, int(s) * interval)
+        targets = {int(s): self._table(dataset, int(s) * interval) for s in np.unique(segs)}
+        for t in targets.values():  # refuse before buffering anything: a write is all or nothing
+            t._check_writable()
+        for s, table in targets.items():
+            part = rows if len(targets) == 1 else take(rows, np.nonzero(segs == s)[0])
             table.append(part)
             if table.pending_rows >= self.engine.flush_rows:
                 self.store._wake()
@@ -160,12 +158,21 @@ class EngineHandle:
         return self.write(rows_to_batch(self.schema(dataset), rows, self.name), dataset=dataset)
 
     def flush(self) -> list[int]:
-        """Flush every table's buffer; durable when it returns. Returns the new part IDs."""
+        """Flush every table's buffer; durable when it returns. Returns the new part IDs.
+
+        A failing table does not stop the others from flushing; the first error is raised after."""
         out = []
+        first: BaseException | None = None
         for t in self.tables():
-            pid = t.flush()
+            try:
+                pid = t.flush()
+            except Exception as e:
+                first = first or e
+                continue
             if pid is not None:
                 out.append(pid)
+        if first is not None:
+            raise first
         return out
 
     # -- reading -----------------------------------------------------------------------------
@@ -248,6 +255,13 @@ class EngineHandle:
     def close(self) -> None:
         for t in self.tables():
             t.close()
+
+
+def _own(rows: dict[str, Any]) -> dict[str, Any]:
+    """Copy the validated columns: the buffer must not alias arrays the caller may reuse."""
+    return {
+        k: ({t: c.copy() for t, c in v.items()} if isinstance(v, dict) else v.copy()) for k, v in rows.items()
+    }
 
 
 class Store:

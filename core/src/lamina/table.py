@@ -21,6 +21,7 @@ from lamina import names
 from lamina.commit import DirSink, prune_manifests, publish, remove_partial, write_manifest, write_mem_part
 from lamina.engine import Engine
 from lamina.errors import (
+    CommitUncertainError,
     CorruptionReason,
     CorruptManifestError,
     CorruptPartError,
@@ -132,12 +133,21 @@ class Table:
         epochs = sorted((e for n in entries if (e := names.parse_manifest_name(n)) is not None), reverse=True)
         manifest = self._load_newest_manifest(epochs)
         live_ids = set(manifest.parts) if manifest else set()
-        self._epoch = manifest.epoch if manifest else 0
+        # After a rollback the damaged newer manifests remain: continue above them, so the next
+        # manifest written is the newest again.
+        rolled_back = manifest is not None and manifest.epoch != epochs[0]
+        self._epoch = epochs[0] if epochs else 0
         self.salvaged = set(manifest.salvaged) if manifest else set()
         seen_ids = set(live_ids)
         cdir = posixpath.join(self.path, names.CORRUPT_DIR)
         corrupt = set(fs.listdir(cdir)) if fs.is_dir(cdir) else set()
         seen_ids |= {pid for n in corrupt if (pid := names.parse_part_name(n[:16])) is not None}
+        # A listed part that is gone (and not set aside in corrupt/) stops the open *before*
+        # anything is removed: a failing open must never destroy what repair would need.
+        for pid in sorted(live_ids):
+            pname = names.part_name(pid)
+            if not fs.exists(posixpath.join(self.path, pname)) and pname not in corrupt:
+                raise MissingPartError(self.path, pname)
         for name in fs.listdir(self.path):
             pid = names.parse_part_name(name)
             if pid is None:
@@ -151,27 +161,29 @@ class Table:
                 removed = True
         if removed:
             fsync_dir(fs, self.path)
-        self._next_id = max(seen_ids, default=0) + 1
+        self._next_id = max(max(seen_ids, default=0) + 1, manifest.next_part_id if manifest else 0)
         dropped: list[int] = []
         for pid in sorted(live_ids):
             pname = names.part_name(pid)
             ppath = posixpath.join(self.path, pname)
-            if not fs.exists(ppath):
-                if pname in corrupt:  # a quarantine was interrupted before its manifest
-                    self._finish_interrupted_quarantine(pname)
-                    dropped.append(pid)
-                    continue
-                raise MissingPartError(self.path, pname)
-            self._remove_tmp_files(ppath)
+            if not fs.exists(ppath):  # checked above: a quarantine interrupted before its manifest
+                self._finish_interrupted_quarantine(pname)
+                dropped.append(pid)
+                continue
             try:
+                self._remove_tmp_files(ppath)
                 reader = self._open_part(pname)
-            except CorruptPartError as e:
+            except (CorruptPartError, OSError) as e:
+                if isinstance(e, OSError):  # EIO, a directory where a file belongs, ...
+                    e = CorruptPartError(
+                        pname, posixpath.basename(e.filename or ""), -1, CorruptionReason.IO_ERROR, str(e)
+                    )
                 e.with_engine(self.engine.name)
                 self._set_aside(pname, e, stage="open")
                 dropped.append(pid)
                 continue
             self._live[pid] = self._handle(reader)
-        if dropped or manifest is None:
+        if dropped or manifest is None or rolled_back:
             self._write_manifest(sorted(self._live))
         prune_manifests(fs, self.path, self._epoch - 1)
         self._adopt_dictionary()
@@ -281,9 +293,29 @@ class Table:
     def _write_manifest(self, parts: list[int], salvaged: set[int] | None = None) -> None:
         epoch = self._epoch + 1
         marks = sorted(self.salvaged | (salvaged or set()))
-        self._guard_fsync(lambda: write_manifest(self.fs, self.path, epoch, parts, marks))
+        path = posixpath.join(self.path, names.manifest_name(epoch))
+        try:
+            self._guard_fsync(lambda: write_manifest(self.fs, self.path, epoch, parts, marks, self._next_id))
+        except Exception as e:
+            if self.fs.exists(path):  # renamed into place, then a barrier failed
+                self._poison = self._poison or e
+                raise CommitUncertainError(self.path, e) from e
+            raise
         self._epoch = epoch
         self.salvaged = set(marks)
+
+    def _discard_output(self, err: BaseException, part_dir: str) -> None:
+        """Remove a failed output, unless the manifest listing it may already be durable."""
+        if not isinstance(err, CommitUncertainError):
+            remove_partial(self.fs, part_dir)
+
+    def _notify(self, hook: str, **kwargs: Any) -> None:
+        """Call an observer hook; an observer's failure is logged, never the caller's problem
+        (an exporter must not fail an acknowledged flush or the opening of a store)."""
+        try:
+            getattr(self.env.hook, hook)(**kwargs)
+        except Exception as e:
+            self.log.opt(exception=e).error("observer hook {} failed", hook)
 
     def _commit(
         self,
@@ -413,7 +445,7 @@ class Table:
                 try:
                     pid = self.allocate_id()
                     files = mem.reader.source.files  # type: ignore[attr-defined]
-                    meta = attrs.evolve(mem.reader.meta, part_id=pid)
+                    meta = attrs.evolve(mem.reader.meta, part_id=pid, seq=pid)
                     pname = names.part_name(pid)
                     ppath = posixpath.join(self.path, pname)
                     self._guard_fsync(lambda: write_mem_part(self.fs, ppath, files, meta))
@@ -422,9 +454,9 @@ class Table:
                 handle = self._handle(self._open_part(pname, meta))
                 try:
                     self._commit([handle], [], flushed=buf)
-                except BaseException:
+                except BaseException as e:
                     handle.reader.close()
-                    remove_partial(self.fs, ppath)
+                    self._discard_output(e, ppath)
                     raise
             except BaseException:
                 # Nothing was acknowledged: the rows go back in front of anything written since,
@@ -444,7 +476,8 @@ class Table:
             buf.drop()
         self.env.metrics.inc("lamina_flushes_total", engine=self.engine.name)
         self.env.metrics.inc("lamina_flushed_rows_total", meta.rows, engine=self.engine.name)
-        self.env.hook.lamina_part_committed(
+        self._notify(
+            "lamina_part_committed",
             engine=self.engine.name,
             dataset=self.dataset,
             table=self.path,
@@ -496,7 +529,8 @@ class Table:
                 inputs = [h for h in snap.parts if h.part_id in set(part_ids)]
                 if len(inputs) < 2:
                     return None
-                inputs.sort(key=lambda h: h.part_id)  # older first: the equal-key rule relies on it
+                # oldest data first (not lowest ID: see PartMeta.seq); the equal-key rule relies on it
+                inputs.sort(key=lambda h: h.reader.meta.data_seq)
                 return self._merge(inputs)
             finally:
                 snap.release()
@@ -520,6 +554,7 @@ class Table:
                 dictionary=self.dictionary,
                 threads=self.env.threads,
             )
+            meta = attrs.evolve(meta, seq=max(h.reader.meta.data_seq for h in inputs))
             self._guard_fsync(sink.close)
             self._guard_fsync(lambda: publish(self.fs, ppath, meta))
             handle = self._handle(self._open_part(pname, meta))
@@ -541,16 +576,17 @@ class Table:
             raise
         try:
             self._commit([handle], [h.part_id for h in inputs])
-        except BaseException:
+        except BaseException as e:
             handle.reader.close()
-            remove_partial(self.fs, ppath)
+            self._discard_output(e, ppath)
             raise
         m = self.env.metrics
         m.inc("lamina_merges_total", engine=self.engine.name)
         m.inc("lamina_merged_parts_total", len(inputs), engine=self.engine.name)
         secs = time.monotonic() - t0
         self.log.bind(part=pname).debug("merged {} parts into {} in {:.3f}s", len(inputs), pname, secs)
-        self.env.hook.lamina_part_committed(
+        self._notify(
+            "lamina_part_committed",
             engine=self.engine.name,
             dataset=self.dataset,
             table=self.path,
@@ -558,7 +594,8 @@ class Table:
             kind="merge",
             rows=meta.rows,
         )
-        self.env.hook.lamina_merge_finished(
+        self._notify(
+            "lamina_merge_finished",
             engine=self.engine.name,
             table=self.path,
             inputs=[h.name for h in inputs],
@@ -567,11 +604,15 @@ class Table:
         )
         return pid
 
-    def commit_salvaged(self, rows: Rows | None, source_id: int) -> str | None:
+    def commit_salvaged(self, rows: Rows | None, source_id: int, source_seq: int) -> str | None:
         """Commit rows recovered from quarantined part `source_id` as a new part, marking the
         source salvaged in the same manifest. Returns the new part's name (None without rows)."""
-        with self._flush_lock:
+        from lamina.salvage import SalvageError
+
+        with self._flush_lock, self._commit_lock:
             self._check_writable()
+            if source_id in self.salvaged:  # re-checked under the lock: two salvages may race
+                raise SalvageError(f"{names.part_name(source_id)} was already salvaged into {self.path}")
             if rows is None or rows_len(rows) == 0:
                 self._commit([], [], salvaged=source_id)
                 return None
@@ -579,14 +620,14 @@ class Table:
             pname = names.part_name(pid)
             ppath = posixpath.join(self.path, pname)
             sink, meta = self._build_part(rows, pid)
-            meta = attrs.evolve(meta, lineage=[source_id])
+            meta = attrs.evolve(meta, lineage=[source_id], seq=source_seq)
             self._guard_fsync(lambda: write_mem_part(self.fs, ppath, sink.files, meta))
             handle = self._handle(self._open_part(pname, meta))
             try:
                 self._commit([handle], [], salvaged=source_id)
-            except BaseException:
+            except BaseException as e:
                 handle.reader.close()
-                remove_partial(self.fs, ppath)
+                self._discard_output(e, ppath)
                 raise
             return pname
 
@@ -596,7 +637,7 @@ class Table:
         reason = reason_record(
             err, engine=self.engine.name, dataset=self.dataset, table=self.path, stage=stage
         )
-        move_to_corrupt(self.fs, self.path, pname, reason)
+        self._guard_fsync(lambda: move_to_corrupt(self.fs, self.path, pname, reason))
         from lamina.format.records import CONVERTER
 
         fields = CONVERTER.unstructure(reason)
@@ -614,8 +655,8 @@ class Table:
         self.env.metrics.inc(
             "lamina_corrupt_parts_total", engine=self.engine.name, stage=stage, reason=err.reason.value
         )
-        self.env.hook.lamina_part_quarantined(
-            engine=self.engine.name, table=self.path, part=pname, reason=fields
+        self._notify(
+            "lamina_part_quarantined", engine=self.engine.name, table=self.path, part=pname, reason=fields
         )
         return fields
 

@@ -53,6 +53,14 @@ class PartMeta:
     #: CRC32C id of the zstd dictionary in `zstd.dict` (0 = none).
     dictionary_id: int
     created_ns: int
+    #: Data age: a flush's part ID, the largest of its inputs' for a merge output, the source's for a
+    #: salvaged part. Part IDs are allocation order, which a concurrent merge can invert; merges
+    #: hand rows to the equal-key rule oldest data first by this, not by ID. 0 = the part ID.
+    seq: int = 0
+
+    @property
+    def data_seq(self) -> int:
+        return self.seq or self.part_id
 
     def __attrs_post_init__(self) -> None:
         if self.rows and self.min_ts > self.max_ts:
@@ -73,6 +81,9 @@ class Manifest:
     #: Quarantined part IDs whose rows were salvaged (or restored) into a live part. Recorded in
     #: the same commit as the salvaged part, so a salvage is atomic and never repeated.
     salvaged: list[int] = attrs.field(factory=list)
+    #: High-water mark of allocated part IDs: an ID is never reused, even after its part was
+    #: dropped (a reused ID would inherit marks such as `salvaged`).
+    next_part_id: int = 0
 
 
 @attrs.frozen
