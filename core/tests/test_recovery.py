@@ -267,3 +267,30 @@ def test_listed_part_replaced_by_a_plain_file_is_quarantined(sim: SimFS) -> None
     assert len(s.engine("kv").query()) == 20
     assert _reason(sim, victim)["reason"] == "missing_file"
     s.close()
+
+
+def test_retention_waits_for_running_queries_before_deleting_a_segment(sim: SimFS) -> None:
+    import attrs
+
+    from lamina.plugins import Registry
+    from lamina.testing.kv import KV
+
+    day = 86_400 * 10**9
+    s = lamina.Store(
+        ROOT, fs=sim, registry=Registry(), engines=[attrs.evolve(KV, retention_ns=day)], background=False
+    )
+    kv = s.engine("kv")
+    kv.write(kv_batch([b"old"], [T0]))
+    kv.flush()
+    t = kv.tables()[0]
+    snap = t.snapshot()  # a query in flight over the expiring segment
+    assert kv.apply_retention(now_ns=T0 + 3 * day) == 1
+    assert sim.exists(t.path)  # not deleted under the reader
+    with pytest.raises(lamina.InvalidInputError, match="being dropped"):
+        kv.write(kv_batch([b"late"], [T0 + 1]))
+    for h in snap.parts:
+        h.reader.verify_all()
+    snap.release()
+    assert not sim.exists(posixpath.dirname(t.path))
+    kv.write(kv_batch([b"late"], [T0 + 1]))  # once gone, the segment can start anew
+    s.close()

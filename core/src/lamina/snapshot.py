@@ -39,6 +39,9 @@ class PartHandle:
     def part_id(self) -> int:
         return self.reader.meta.part_id
 
+    def set_on_free(self, fn: Callable[[PartHandle], None]) -> None:
+        self._on_free = fn
+
     def incref(self) -> None:
         with self._lock:
             self.refs += 1

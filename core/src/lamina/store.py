@@ -70,6 +70,7 @@ class EngineHandle:
         self._tables: dict[tuple[str, int], Table] = {}
         self._lock = threading.RLock()
         self._envs: dict[str, TableEnv] = {}
+        self._dropping: set[tuple[str, int]] = set()
         self.env = TableEnv(
             fs=store.fs,
             engine=engine,
@@ -85,6 +86,12 @@ class EngineHandle:
         key = (dataset, seg_start)
         with self._lock:
             t = self._tables.get(key)
+            if t is None and key in self._dropping:
+                raise InvalidInputError(
+                    self.engine.schema.timestamp,
+                    "falls in a segment being dropped by retention",
+                    engine=self.name,
+                )
             if t is None:
                 seg = names.segment_name(seg_start, self.engine.segment_interval_ns)
                 path = names.table_dir(self.store.path, self.name, dataset, seg, 0)
@@ -225,18 +232,29 @@ class EngineHandle:
                 continue
             with self._lock:
                 self._tables.pop((dataset, start), None)
-            t.close()
-            seg_dir = posixpath.dirname(t.path)
-            doomed = seg_dir + names.DROPPING_SUFFIX
-            # Rename first (atomic): a crash mid-delete leaves a *.dropping dir, never a segment
-            # whose manifest lists parts that are half gone.
-            self.store.fs.replace(seg_dir, doomed)
-            fsync_dir(self.store.fs, posixpath.dirname(seg_dir))
-            rmtree(self.store.fs, doomed)
-            fsync_dir(self.store.fs, posixpath.dirname(seg_dir))
+                self._dropping.add((dataset, start))
+            # Queries still reading the segment keep it until they finish; then it goes.
+            t.close(on_released=lambda t=t, key=(dataset, start): self._remove_segment(t, key))
             dropped += 1
             self.store.metrics.inc("lamina_dropped_segments_total", engine=self.name)
         return dropped
+
+    def _remove_segment(self, t: Table, key: tuple[str, int]) -> None:
+        """Rename first (atomic): a crash mid-delete leaves a *.dropping directory, removed at the
+        next open, never a segment whose manifest lists parts that are half gone."""
+        fs = self.store.fs
+        seg_dir = posixpath.dirname(t.path)
+        doomed = seg_dir + names.DROPPING_SUFFIX
+        try:
+            fs.replace(seg_dir, doomed)
+            fsync_dir(fs, posixpath.dirname(seg_dir))
+            rmtree(fs, doomed)
+            fsync_dir(fs, posixpath.dirname(seg_dir))
+        except OSError as e:  # the next open (or retention round) finishes it
+            log.warning("could not remove expired segment {}: {}", seg_dir, e)
+        finally:
+            with self._lock:
+                self._dropping.discard(key)
 
     def stats(self) -> EngineStats:
         parts = rows = size = buffered = quarantined = 0

@@ -677,13 +677,30 @@ class Table:
         return True
 
     # -- retention & lifecycle ---------------------------------------------------------------
-    def close(self) -> None:
+    def close(self, on_released: Callable[[], None] | None = None) -> None:
+        """Stop the table. `on_released` runs once no snapshot holds any of its parts any more
+        (retention deletes the segment then, not under a running query)."""
         with self._commit_lock, self._lock:
             if self._closed:
                 return
             self._closed = True
             live, self._live = list(self._live.values()), {}
             buf, self._buffer = self._buffer, None
+        if on_released is not None:
+            remaining = [len(live)]
+            count_lock = threading.Lock()
+
+            def freed(_h: PartHandle) -> None:
+                with count_lock:
+                    remaining[0] -= 1
+                    done = remaining[0] == 0
+                if done:
+                    on_released()
+
+            for h in live:
+                h.set_on_free(freed)
+            if not live:
+                on_released()
         for h in live:
             h.decref()
         if buf is not None:
