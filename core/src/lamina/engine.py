@@ -41,7 +41,8 @@ class Capabilities:
     tags: bool = True
 
 
-def _identity(rows: Rows) -> Rows:
+def keep_all_rows(rows: Rows) -> Rows:
+    """The default equal-key rule: keep every row (concatenate)."""
     return rows
 
 
@@ -59,7 +60,7 @@ class Engine:
     query: Callable[..., Any]
     #: Equal-key rule: given all rows of one block key (sorted, older parts first), return the
     #: rows to keep. Default: keep all (concatenate).
-    equal_key_rule: Callable[[Rows], Rows] = _identity
+    equal_key_rule: Callable[[Rows], Rows] = keep_all_rows
     merge_policy: MergePolicyParams = MergePolicyParams()
     segment_interval_ns: int = DAY_NS
     #: Segments entirely older than now - retention are dropped whole (None = keep forever).

@@ -27,7 +27,8 @@ class QueryContext:
         self.parts_read = 0
 
     def parts(self, start: int | None = None, end: int | None = None) -> Iterator[PartReader]:
-        """Readers of every part that may hold rows with start <= ts < end (None = unbounded)."""
+        """Readers of every part that may hold rows with start <= ts < end (None = unbounded):
+        table by table (time order), each table's parts oldest data first, then its unflushed rows."""
         for table in self._tables:
             seg = table.segment_start
             interval = table.engine.segment_interval_ns
@@ -35,7 +36,11 @@ class QueryContext:
                 continue
             snap = table.snapshot()
             self._snaps.append((table, snap))
-            for h in snap.parts:
+            # oldest data first, unflushed rows last: engines rely on it for "write order"
+            committed = sorted(
+                (h for h in snap.parts if not h.in_memory), key=lambda h: h.reader.meta.data_seq
+            )
+            for h in [*committed, *(h for h in snap.parts if h.in_memory)]:
                 m = h.reader.meta
                 if (end is not None and m.min_ts >= end) or (start is not None and m.max_ts < start):
                     continue

@@ -19,7 +19,7 @@ import numpy as np
 
 from lamina import names
 from lamina.commit import DirSink, prune_manifests, publish, remove_partial, write_manifest, write_mem_part
-from lamina.engine import Engine
+from lamina.engine import Engine, keep_all_rows
 from lamina.errors import (
     CommitUncertainError,
     CorruptionReason,
@@ -395,9 +395,7 @@ class Table:
 
     def _apply_rule(self, rows: Rows, keys: list[bytes]) -> tuple[Rows, list[bytes]]:
         """Run the engine's equal-key rule over each group of equal block keys."""
-        from lamina.engine import _identity
-
-        if self.engine.equal_key_rule is _identity:
+        if self.engine.equal_key_rule is keep_all_rows:
             return rows, keys
         n = len(keys)
         bounds = [0] + [i for i in range(1, n) if keys[i] != keys[i - 1]] + [n]
