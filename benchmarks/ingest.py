@@ -850,6 +850,7 @@ BREAKDOWN = [
     ("lamina.table", "tags_for_rows"),
     ("lamina.table", "Table._maybe_train_dictionary"),
     ("lamina.format.part_writer", "PartWriter.add_block"),
+    ("lamina.format.part_writer", "PartWriter.add_rows"),
     ("lamina.format.part_writer", "PartWriter._flush_granule"),
     ("lamina.format.part_writer", "PartWriter.finish"),
     ("lamina.format.compression", "compress_many"),

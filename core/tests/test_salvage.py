@@ -92,7 +92,7 @@ def test_restore_puts_back_a_part_that_was_quarantined_for_a_stray_file(sim: Sim
 
 
 def test_drop_needs_force_unless_salvaged(sim: SimFS) -> None:
-    _, victim = _torn_middle_block(sim)
+    _torn_middle_block(sim)
     s = open_kv_store(ROOT, fs=sim)
     s.engine("kv").merge_now()
     (q,) = s.quarantined()

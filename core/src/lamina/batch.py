@@ -116,16 +116,30 @@ def _tags_column(name: str, values: Any, n: int, engine: str) -> dict[str, np.nd
             raise InvalidInputError(
                 f"{name}", f"tag name {t!r} must be a non-empty string of at most 200 chars", engine=engine
             )
-        bad = set(map(type, arr)) - set(_TYPE_OF) - {type(None)}
+        types = set(map(type, arr))
+        bad = types - _TAG_TYPES
         if bad:
             i = next(i for i, v in enumerate(arr) if type(v) in bad)
             raise InvalidInputError(
                 f"{name}.{t}", f"unsupported tag value type {type(arr[i]).__name__}", engine=engine, row=i
             )
-        for i, v in enumerate(arr):
-            if type(v) is int and not _I64_MIN <= v <= _I64_MAX:
-                raise InvalidInputError(f"{name}.{t}", f"{v} does not fit in int64", engine=engine, row=i)
+        if int in types and not _ints_fit(arr if len(types) == 1 else [v for v in arr if type(v) is int]):
+            for i, v in enumerate(arr):
+                if type(v) is int and not _I64_MIN <= v <= _I64_MAX:
+                    raise InvalidInputError(f"{name}.{t}", f"{v} does not fit in int64", engine=engine, row=i)
     return cols
+
+
+_TAG_TYPES = frozenset(_TYPE_OF) | {type(None)}
+
+
+def _ints_fit(ints: Any) -> bool:
+    """True when every Python int of `ints` fits int64 (one C-level conversion, no Python loop)."""
+    try:
+        (ints if isinstance(ints, np.ndarray) else object_array(ints)).astype(np.int64)
+    except OverflowError:
+        return False
+    return True
 
 
 def columns_from_batch(schema: BlockSchema, batch: Mapping[str, Any], engine: str = "") -> Rows:

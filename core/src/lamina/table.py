@@ -388,8 +388,7 @@ class Table:
         w = PartWriter(
             sink, engine.schema, self.env.layout, ptags, dictionary=self.dictionary, threads=self.env.threads
         )
-        for a, b in block_bounds(engine.schema, keys, row_sizes(engine.schema, rows)):
-            w.add_block(keys[a], take(rows, slice(a, b)), {t: d[a:b] for t, d in tag_data.items()})
+        w.add_rows(keys, rows, block_bounds(engine.schema, keys, row_sizes(engine.schema, rows)), tag_data)
         meta = w.finish(part_id=part_id, engine=engine.name, dataset=self.dataset)
         return sink, meta
 
@@ -447,9 +446,11 @@ class Table:
                     pname = names.part_name(pid)
                     ppath = posixpath.join(self.path, pname)
                     self._guard_fsync(lambda: write_mem_part(self.fs, ppath, files, meta))
+                    handle = self._handle(self._open_part(pname, meta))
+                    # reuse what queries already decoded of the memory part (tag dictionaries...)
+                    handle.reader.adopt_decoded(mem.reader)
                 finally:
                     mem.decref()
-                handle = self._handle(self._open_part(pname, meta))
                 try:
                     self._commit([handle], [], flushed=buf)
                 except BaseException as e:

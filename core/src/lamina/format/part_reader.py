@@ -36,7 +36,25 @@ from lamina.io.fs import FileSystem, ReadableFile
 from lamina.io.reader import read_exact
 from lamina.schema import ColumnKind
 
-_CHUNK_CACHE = 64
+# Decoded granule chunks kept per part, by decoded size (LRU). A merged part of 300k spans holds
+# ~37 granules x 9 granule streams of timestamps, durations and tag codes: ~8 MB decoded, so the
+# whole working set of lookups and scans stays decoded instead of thrashing a fixed entry count.
+CHUNK_CACHE_BYTES = 32 * 1024 * 1024
+# Largest single read when copying a granule's stored frames (merges).
+_MAX_READ = 16 * 1024 * 1024
+# Estimated bytes per element of an object array (pointer + a small str/int/bytes object).
+_OBJECT_ITEM_BYTES = 64
+
+
+def _decoded_size(value: Any) -> int:
+    """Approximate memory held by a decoded chunk (an array or a dict of arrays)."""
+    if isinstance(value, dict):
+        return sum(_decoded_size(v) for v in value.values())
+    if isinstance(value, np.ndarray):
+        if value.dtype == object:
+            return value.size * _OBJECT_ITEM_BYTES
+        return value.nbytes
+    return 64
 
 
 class Source(Protocol):
@@ -116,10 +134,16 @@ class PartReader:
     def __init__(self, name: str, meta: PartMeta, source: Source, *, engine: str = "") -> None:
         self.name, self.meta, self.source, self.engine = name, meta, source, engine
         self._lock = threading.Lock()
-        self._chunks: OrderedDict[tuple[int, int], Any] = OrderedDict()
+        self._chunks: OrderedDict[tuple[int, int], tuple[Any, int]] = OrderedDict()
+        self._chunk_bytes = 0
+        self.chunk_cache_bytes = CHUNK_CACHE_BYTES
         self._blocks: _BlockTable | None = None
         self._tagdicts: dict[str, tuple[int, TagDict | None]] = {}
+        self._tag_raw: dict[str, bytes] = {}  # verified stored .tm bytes, until decoded
+        self._tag_streams: list[tuple[str, int]] | None = None
         self._lookups: dict[str, np.ndarray] = {}
+        self._granule_starts: np.ndarray | None = None
+        self._layouts: Any = None
         self._bloom: BloomFilter | None = None
         self.dictionary: ZstdDict | None = None
         self.index: MetaIndex
@@ -197,9 +221,8 @@ class PartReader:
         ):
             raise CorruptPartError(name, names.META_INDEX, -1, R.METADATA, "block/row counts disagree")
         for t in meta.tags:
-            fname = names.tag_meta_file(t)
-            raw = self._small(fname)
-            self._tagdicts[t] = self._decode(fname, -1, lambda raw=raw: decode_tag_meta(raw))
+            # checksum verified now; decompressed and decoded on first use (`tag_mode`)
+            self._tag_raw[t] = self._small_stored(names.tag_meta_file(t))
         if key_filter and key_filter in meta.files:
             raw = self._small(key_filter)
             self._bloom = self._decode(key_filter, -1, lambda: BloomFilter.from_bytes(raw))
@@ -210,6 +233,11 @@ class PartReader:
         return self
 
     def _small(self, fname: str) -> bytes:
+        data = self._small_stored(fname)
+        return self._decode(fname, -1, lambda: unpack_small_file(data))
+
+    def _small_stored(self, fname: str) -> bytes:
+        """A small file's stored bytes, whole-file checksum verified (not yet unpacked)."""
         data = self._read(fname, 0, self.meta.files.get(fname, 0)) if fname in self.meta.files else None
         if data is None:
             raise CorruptPartError(self.name, fname, -1, R.MISSING_FILE, "not listed in metadata.json")
@@ -224,7 +252,7 @@ class PartReader:
                 expected=want,
                 actual=crc32c(data),
             )
-        return self._decode(fname, -1, lambda: unpack_small_file(data))
+        return data
 
     # -- low-level reads ---------------------------------------------------------------------
     def _read(self, fname: str, offset: int, size: int) -> bytes:
@@ -338,7 +366,7 @@ class PartReader:
             hit = self._chunks.get(key)
             if hit is not None:
                 self._chunks.move_to_end(key)
-                return hit
+                return hit[0]
         fname = self.meta.granule_streams[stream]
         entry = self.index.entries[granule, stream]
         count = int(self.index.granules[granule]["rows"])
@@ -353,16 +381,23 @@ class PartReader:
                 return {c: decode_column(self._kinds[c], p, count) for c, p in zip(cols, parts, strict=True)}
         else:
             tag = self.tag_names[stream - ndata]
-            mode, tdict = self._tagdicts[tag]
+            mode, tdict = self.tag_mode(tag)
 
             def dec() -> np.ndarray:  # type: ignore[misc]
                 return decode_chunk(mode, raw, count, len(tdict) if tdict is not None else 0)
 
         value = self._decode(fname, off, dec)
+        size = _decoded_size(value)
         with self._lock:
-            self._chunks[key] = value
-            if len(self._chunks) > _CHUNK_CACHE:
-                self._chunks.popitem(last=False)
+            old = self._chunks.pop(key, None)
+            if old is not None:  # another thread decoded it meanwhile
+                self._chunk_bytes -= old[1]
+            self._chunks[key] = (value, size)
+            self._chunk_bytes += size
+            # keep at least the chunk just decoded, whatever the budget
+            while self._chunk_bytes > self.chunk_cache_bytes and len(self._chunks) > 1:
+                _, (_, dropped) = self._chunks.popitem(last=False)
+                self._chunk_bytes -= dropped
         return value
 
     @property
@@ -370,17 +405,105 @@ class PartReader:
         return sorted(self.meta.tags)
 
     def tag_mode(self, tag: str) -> tuple[int, TagDict | None]:
-        return self._tagdicts[tag]
+        """(mode, dictionary) of `tag`, decoding its `.tm` file on first use (KeyError for a tag
+        the part does not have)."""
+        hit = self._tagdicts.get(tag)
+        if hit is not None:
+            return hit
+        if tag not in self.meta.tags:
+            raise KeyError(tag)
+        with self._lock:
+            hit = self._tagdicts.get(tag)
+            if hit is None:
+                raw = self._tag_raw[tag]
+                fname = names.tag_meta_file(tag)
+                hit = self._decode(fname, -1, lambda: decode_tag_meta(unpack_small_file(raw)))
+                self._tagdicts[tag] = hit
+                del self._tag_raw[tag]
+        return hit
 
     def tag_lookup(self, tag: str) -> np.ndarray:
         lk = self._lookups.get(tag)
         if lk is None:
-            _, tdict = self._tagdicts[tag]
+            _, tdict = self.tag_mode(tag)
             assert tdict is not None
             lk = self._lookups[tag] = tdict.lookup()
         return lk
 
+    def _value_lookup(self, tag: str) -> np.ndarray | None:
+        """The code -> value array of a DICT tag; None for a PLAIN tag (its chunks hold values)."""
+        lk = self._lookups.get(tag)
+        if lk is None:
+            mode, _ = self.tag_mode(tag)
+            if mode != MODE_DICT:
+                return None
+            lk = self.tag_lookup(tag)
+        return lk
+
+    def _tag_stream_list(self) -> list[tuple[str, int]]:
+        """(tag, granule stream index) in stream order."""
+        ts = self._tag_streams
+        if ts is None:
+            ndata = len(self.meta.granule_streams) - len(self.meta.tags)
+            ts = self._tag_streams = [(t, ndata + k) for k, t in enumerate(self.tag_names)]
+        return ts
+
+    def adopt_decoded(self, other: PartReader) -> bool:
+        """Reuse what `other`, a reader of the very same part files, has already decoded: tag
+        dictionaries (and their value lookups), the block table and the zstd dictionary.
+
+        Meant for a flush: the memory part's reader decoded these from the bytes that were then
+        written verbatim to disk, so the on-disk reader need not decode them again. Only state not
+        decoded here yet is taken. Returns False (adopting nothing) unless both readers describe
+        identical files: same sizes, same small-file checksums, same layout and streams.
+        """
+        a, b = self.meta, other.meta
+        if (
+            a.files != b.files
+            or a.checksums != b.checksums
+            or a.layout != b.layout
+            or a.block_streams != b.block_streams
+            or a.granule_streams != b.granule_streams
+            or a.tags != b.tags
+            or (a.rows, a.blocks, a.granules) != (b.rows, b.blocks, b.granules)
+            or a.dictionary_id != b.dictionary_id
+        ):
+            return False
+        with other._lock:
+            tagdicts = dict(other._tagdicts)
+            lookups = dict(other._lookups)
+            blocks = other._blocks
+        with self._lock:
+            for t, v in tagdicts.items():
+                if t not in self._tagdicts:
+                    self._tagdicts[t] = v
+                    self._tag_raw.pop(t, None)
+            for t, lk in lookups.items():
+                self._lookups.setdefault(t, lk)
+            if self._blocks is None and blocks is not None:
+                self._blocks = blocks
+            od = other.dictionary
+            if od is not None and self.dictionary is not None and od.dict_id == self.dictionary.dict_id:
+                self.dictionary = od  # shares its digested per-thread zstd contexts
+        return True
+
     # -- reading blocks ----------------------------------------------------------------------
+    def _layout_lists(
+        self,
+    ) -> tuple[list[tuple[int, str, list[str]]], list[tuple[int, str, list[str]]], str | None]:
+        """(block streams, granule data streams, tags column): per stream its index, file name
+        and columns; computed once per reader."""
+        ll = self._layouts
+        if ll is None:
+            m = self.meta
+            ndata = len(m.granule_streams) - len(m.tags)
+            ll = self._layouts = (
+                [(j, f, list(m.layout[f])) for j, f in enumerate(m.block_streams)],
+                [(s, f, list(m.layout[f])) for s, f in enumerate(m.granule_streams[:ndata])],
+                next((c for c, k in self._kinds.items() if k is ColumnKind.TAGS), None),
+            )
+        return ll
+
     def read_block(
         self,
         i: int,
@@ -394,54 +517,57 @@ class PartReader:
         With `tag_codes`, DICT tags come back as codes into this part's dictionary (for merges).
         """
         bt = self.blocks
-        g, lo, hi = bt.granule_of[i], bt.row_lo[i], bt.row_hi[i]
+        g, lo, hi, n = int(bt.granule_of[i]), int(bt.row_lo[i]), int(bt.row_hi[i]), int(bt.rows[i])
         want = None if columns is None else set(columns)
+        block_streams, granule_streams, tags_col = self._layout_lists()
+        kinds = self._kinds
         out: Rows = {}
-        for j, fname in enumerate(self.meta.block_streams):
-            cols = self.meta.layout[fname]
-            if want is not None and not want.intersection(cols):
+        for j, fname, cols in block_streams:
+            if want is not None and want.isdisjoint(cols):
                 continue
             entry = bt.entries[i, j]
             raw = self.read_frame(fname, entry)
-            n = int(bt.rows[i])
 
-            def dec(raw: bytes = raw, cols: list[str] = cols, n: int = n) -> dict[str, np.ndarray]:
+            def dec(raw: bytes = raw, cols: list[str] = cols) -> dict[str, np.ndarray]:
                 parts = split_frame(raw, len(cols))
                 return {
-                    c: decode_column(self._kinds[c], p, n)
+                    c: decode_column(kinds[c], p, n)
                     for c, p in zip(cols, parts, strict=True)
                     if want is None or c in want
                 }
 
             out.update(self._decode(fname, int(entry["offset"]), dec))
-        for s, fname in enumerate(
-            self.meta.granule_streams[: len(self.meta.granule_streams) - len(self.meta.tags)]
-        ):
-            cols = self.meta.layout[fname]
-            if want is not None and not want.intersection(cols):
+        for s, _, cols in granule_streams:
+            if want is not None and want.isdisjoint(cols):
                 continue
             chunk = self._chunk(g, s)
-            out.update({c: chunk[c][lo:hi] for c in cols if want is None or c in want})
-        tags_col = next((c for c, k in self._kinds.items() if k is ColumnKind.TAGS), None)
+            for c in cols:
+                if want is None or c in want:
+                    out[c] = chunk[c][lo:hi]
         if tags_col is not None and (want is None or tags_col in want or tags):
-            out[tags_col] = self.read_tags(i, tags, codes=tag_codes)
+            out[tags_col] = self._tags_slice(g, lo, hi, tags, tag_codes)
         return out
 
     def read_tags(
         self, i: int, tags: list[str] | None = None, *, codes: bool = False
     ) -> dict[str, np.ndarray]:
         bt = self.blocks
-        g, lo, hi = bt.granule_of[i], bt.row_lo[i], bt.row_hi[i]
-        ndata = len(self.meta.granule_streams) - len(self.meta.tags)
-        names_ = self.tag_names
+        return self._tags_slice(int(bt.granule_of[i]), int(bt.row_lo[i]), int(bt.row_hi[i]), tags, codes)
+
+    def _tags_slice(
+        self, g: int, lo: int, hi: int, tags: list[str] | None, codes: bool
+    ) -> dict[str, np.ndarray]:
         out = {}
-        for k, t in enumerate(names_):
+        for t, stream in self._tag_stream_list():
             if tags is not None and t not in tags:
                 continue
-            chunk = self._chunk(g, ndata + k)[lo:hi]
-            mode, _ = self._tagdicts[t]
-            if mode == MODE_DICT and not codes:
-                chunk = self.tag_lookup(t)[chunk]
+            chunk = self._chunk(g, stream)[lo:hi]
+            if not codes:
+                lk = self._lookups.get(t)
+                if lk is None:
+                    lk = self._value_lookup(t)
+                if lk is not None:
+                    chunk = lk[chunk]
             out[t] = chunk
         return out
 
@@ -450,10 +576,20 @@ class PartReader:
     def n_granules(self) -> int:
         return len(self.index.granules)
 
+    @property
+    def granule_block_starts(self) -> np.ndarray:
+        """Index of each granule's first block, plus the block count at the end (n_granules + 1)."""
+        gs = self._granule_starts
+        if gs is None:
+            gs = np.zeros(len(self.index.granules) + 1, dtype=np.int64)
+            np.cumsum(self.index.granules["blocks"], out=gs[1:])
+            self._granule_starts = gs
+        return gs
+
     def granule_blocks(self, g: int) -> range:
         """Block indices stored in granule `g`."""
-        start = int(self.index.granules["blocks"][:g].sum())
-        return range(start, start + int(self.index.granules[g]["blocks"]))
+        gs = self.granule_block_starts
+        return range(int(gs[g]), int(gs[g + 1]))
 
     def granule_column(self, g: int, column: str) -> np.ndarray:
         """All values of a granule-mode column for the rows of granule `g`."""
@@ -464,23 +600,83 @@ class PartReader:
                 return self._chunk(g, s)[column]
         raise KeyError(f"{column} is not stored per granule in part {self.name}")
 
-    def granule_tag(self, g: int, tag: str, *, codes: bool = False) -> np.ndarray | None:
-        """Values (or codes, for DICT tags) of `tag` for the rows of granule `g`; None if the part
-        has no such tag."""
+    def granule_tag(
+        self, g: int, tag: str, *, codes: bool = False, rows: np.ndarray | None = None
+    ) -> np.ndarray | None:
+        """Values (or codes, for DICT tags) of `tag` for the rows of granule `g` (only `rows`, row
+        indices within the granule, when given); None if the part has no such tag."""
         if tag not in self.meta.tags:
             return None
         ndata = len(self.meta.granule_streams) - len(self.meta.tags)
         chunk = self._chunk(g, ndata + self.tag_names.index(tag))
-        mode, _ = self._tagdicts[tag]
+        if rows is not None:
+            chunk = chunk[rows]
+        mode, _ = self.tag_mode(tag)
         return self.tag_lookup(tag)[chunk] if mode == MODE_DICT and not codes else chunk
 
     def tag_codes_matching(self, tag: str, predicate: Callable[[Any], bool]) -> np.ndarray | None:
         """For a DICT tag: the codes whose value satisfies `predicate` (evaluated once per distinct
         value, not per row). None for a PLAIN tag (evaluate per row instead)."""
-        mode, tdict = self._tagdicts[tag]
+        mode, tdict = self.tag_mode(tag)
         if mode != MODE_DICT or tdict is None:
             return None
         return np.array([i + 1 for i, v in enumerate(tdict.values) if predicate(v)], dtype=np.int64)
+
+    def read_block_frames(self, g: int, j: int) -> list[bytes]:
+        """Stored frames of every block of granule `g` in block-mode file `j` (for raw copies):
+        one read of the byte range they span, then each frame's CRC32C verified against its
+        entry, from the bytes already read."""
+        blocks = self.granule_blocks(g)
+        fname = self.meta.block_streams[j]
+        e = self.blocks.entries[blocks.start : blocks.stop, j]
+        if not len(e):
+            return []
+        offs = e["offset"].astype(np.int64)
+        sizes = e["size"].astype(np.int64)
+        ends = offs + sizes
+        fsize = self.meta.files.get(fname, 0)
+        if int(ends.max()) > fsize:
+            k = int(np.argmax(ends > fsize))
+            raise CorruptPartError(
+                self.name,
+                fname,
+                int(offs[k]),
+                R.OFFSET_MISMATCH,
+                f"frame of {int(sizes[k])} bytes beyond end of file",
+                expected=fsize,
+                actual=int(ends[k]),
+                engine=self.engine,
+            )
+        pays: list[bytes] = []
+        if len(e) > 1 and bool(np.any(offs[1:] < ends[:-1])):  # not laid out in block order
+            pays = [self._read(fname, a, b - a) for a, b in zip(offs.tolist(), ends.tolist(), strict=True)]
+        else:
+            # one read per run of frames spanning at most _MAX_READ bytes (one frame may exceed it)
+            o_l, e_l = offs.tolist(), ends.tolist()
+            k = 0
+            while k < len(o_l):
+                m = k + 1
+                while m < len(o_l) and e_l[m] - o_l[k] <= _MAX_READ:
+                    m += 1
+                buf = self._read(fname, o_l[k], e_l[m - 1] - o_l[k])
+                base = o_l[k]
+                pays += [buf[a - base : b - base] for a, b in zip(o_l[k:m], e_l[k:m], strict=True)]
+                k = m
+        crcs = np.fromiter(map(crc32c, pays), dtype=np.uint32, count=len(pays))
+        bad = np.flatnonzero(crcs != e["crc"])
+        if len(bad):
+            k = int(bad[0])
+            raise CorruptPartError(
+                self.name,
+                fname,
+                int(offs[k]),
+                R.CHECKSUM,
+                "frame checksum mismatch",
+                expected=f"{int(e['crc'][k]):#010x}",
+                actual=f"{int(crcs[k]):#010x}",
+                engine=self.engine,
+            )
+        return pays
 
     def iter_raw_frames(self, i: int) -> list[tuple[int, bytes, int, int]]:
         """Per-block frames of block `i` as stored (codec, payload, raw, crc), checksums verified."""
@@ -494,6 +690,8 @@ class PartReader:
     def verify_all(self) -> int:
         """Deep check: read, checksum and decode every frame of the part. Returns frames checked."""
         n = 0
+        for t in self.meta.tags:
+            self.tag_mode(t)
         bt = self.blocks
         for i in range(len(bt.keys)):
             self.read_block(i)

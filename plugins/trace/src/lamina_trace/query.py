@@ -13,20 +13,20 @@ from lamina_trace.model import Span, TagFilter
 
 def _spans_of(rows: Mapping[str, Any], idx: Iterable[int] | None = None) -> list[Span]:
     n = len(rows["trace_id"])
-    tags = rows.get("tags", {})
-    out = []
-    for i in range(n) if idx is None else idx:
-        out.append(
-            Span(
-                trace_id=rows["trace_id"][i],
-                span_id=rows["span_id"][i],
-                timestamp=int(rows["timestamp"][i]),
-                duration=int(rows["duration"][i]),
-                payload=rows["payload"][i],
-                tags={t: col[i] for t, col in tags.items() if col[i] is not None},
-            )
+    tids, sids, pays = rows["trace_id"], rows["span_id"], rows["payload"]
+    ts, durs = rows["timestamp"].tolist(), rows["duration"].tolist()
+    tag_cols = [(t, col.tolist()) for t, col in rows.get("tags", {}).items()]
+    return [
+        Span(
+            trace_id=tids[i],
+            span_id=sids[i],
+            timestamp=ts[i],
+            duration=durs[i],
+            payload=pays[i],
+            tags={t: col[i] for t, col in tag_cols if col[i] is not None},
         )
-    return out
+        for i in (range(n) if idx is None else idx)
+    ]
 
 
 def by_trace_ids(ctx: QueryContext, trace_ids: Sequence[bytes]) -> list[Span]:
@@ -50,8 +50,11 @@ def by_trace_ids(ctx: QueryContext, trace_ids: Sequence[bytes]) -> list[Span]:
     return [s for spans in found.values() for s in spans]
 
 
-def _tag_mask(part: Any, g: int, name: str, want: Any) -> np.ndarray | None:
-    """Row mask of granule `g` for one tag condition; None if the part lacks the tag."""
+def _tag_mask(part: Any, g: int, name: str, want: Any, rows: np.ndarray) -> np.ndarray | None:
+    """Mask over `rows` (row indices of granule `g`) for one tag condition; None if the part
+    lacks the tag."""
+    if name not in part.meta.tags:
+        return None
     if isinstance(want, TagFilter):
         pred = want.predicate
     elif isinstance(want, list | tuple | set | frozenset):
@@ -65,12 +68,10 @@ def _tag_mask(part: Any, g: int, name: str, want: Any) -> np.ndarray | None:
         def pred(v: Any) -> bool:
             return v == want and type(v) is type(want)
 
-    codes = part.tag_codes_matching(name, pred) if name in part.meta.tags else None
-    if name not in part.meta.tags:
-        return None
+    codes = part.tag_codes_matching(name, pred)
     if codes is not None:
-        return np.isin(part.granule_tag(g, name, codes=True), codes)
-    values = part.granule_tag(g, name)
+        return np.isin(part.granule_tag(g, name, codes=True, rows=rows), codes)
+    values = part.granule_tag(g, name, rows=rows)
     return np.fromiter((v is not None and pred(v) for v in values), dtype=bool, count=len(values))
 
 
@@ -101,32 +102,74 @@ def by_time_range(
     lo = -(2**63) if start is None else start
     hi = 2**64 if end is None else end  # exclusive; beyond every int64 when unbounded
     conds = dict(tags or {})
-    hits: list[tuple[int, int, Any, int, np.ndarray]] = []  # (ts, seq, part, block, rows)
-    seq = 0
+    # (first matching ts, seq, spans): seq is (part, granule, block) order, the order hits are read
+    hits: list[tuple[int, int, list[Span]]] = []
     for part in ctx.parts(start, end):
-        grans = part.index.granules
-        for g in np.nonzero((grans["max_ts"] >= lo) & (grans["min_ts"] < hi))[0]:
-            g = int(g)
-            ts = part.granule_column(g, "timestamp")
-            mask = (ts >= lo) & (ts < hi)
-            for name, want in conds.items():
-                if not mask.any():
-                    break
-                tm = _tag_mask(part, g, name, want)
-                mask &= tm if tm is not None else False
-            rows = np.nonzero(mask)[0]
-            if not len(rows):
-                continue
-            blocks = part.granule_blocks(g)
-            lo_rows = part.blocks.row_lo[blocks.start : blocks.stop]
-            which = np.searchsorted(lo_rows, rows, side="right") - 1
-            for b in np.unique(which):
-                sel = rows[which == b]
-                hits.append((int(ts[sel].min()), seq, part, blocks.start + int(b), sel - lo_rows[b]))
-                seq += 1
-    out: list[Span] = []
+        _scan_part(part, lo, hi, conds, hits)
+    # Spans oldest first; equal timestamps keep the order of their blocks' first match, then
+    # (part, block) order, then row order (as a stable sort of the hits' spans gives).
     hits.sort(key=lambda h: (h[0], h[1]))
-    for _, _, part, b, sel in hits:
-        out.extend(_spans_of(part.read_block(b), sel.tolist()))
+    out = [s for _, _, spans in hits for s in spans]
     out.sort(key=lambda s: s.timestamp)
     return out[:limit] if limit is not None else out
+
+
+_SPAN_COLUMNS = ["trace_id", "span_id", "payload"]
+
+
+def _scan_part(part: Any, lo: int, hi: int, conds: dict[str, Any], hits: list) -> None:
+    """Append the matching spans of one part to `hits`, block by block in storage order."""
+    grans = part.index.granules
+    cand = np.nonzero((grans["max_ts"] >= lo) & (grans["min_ts"] < hi))[0]
+    if not len(cand):
+        return
+    bt = part.blocks
+    # per-block time bounds: a granule of a merged part (sorted by trace ID) spans the whole time
+    # range, but its blocks (one trace each) are narrow
+    blk_in = (bt.max_ts >= lo) & (bt.min_ts < hi)
+    starts = part.granule_block_starts
+    tag_names = part.tag_names
+    for g in cand.tolist():
+        b0, b1 = int(starts[g]), int(starts[g + 1])
+        if not blk_in[b0:b1].any():
+            continue
+        ts = part.granule_column(g, "timestamp")
+        rows = np.nonzero((ts >= lo) & (ts < hi))[0]
+        for name, want in conds.items():
+            if not len(rows):
+                break
+            tm = _tag_mask(part, g, name, want, rows)
+            rows = rows[tm] if tm is not None else rows[:0]
+        if not len(rows):
+            continue
+        lo_rows = bt.row_lo[b0:b1]
+        which = np.searchsorted(lo_rows, rows, side="right") - 1
+        # matched rows are sorted, so each block's rows are one run
+        cuts = np.flatnonzero(np.diff(which)) + 1
+        run_lo = np.concatenate(([0], cuts)).tolist()
+        run_hi = [*run_lo[1:], len(rows)]
+        sel_ts = ts[rows]
+        ts_l = sel_ts.tolist()
+        dur_l = part.granule_column(g, "duration")[rows].tolist()
+        tag_cols = [(t, part.granule_tag(g, t, rows=rows).tolist()) for t in tag_names]
+        rows_l = rows.tolist()
+        for a, b in zip(run_lo, run_hi, strict=True):
+            blk = int(which[a])
+            block = b0 + blk
+            base = int(lo_rows[blk])
+            data = part.read_block(block, _SPAN_COLUMNS, [])
+            tid, sid, pay = data["trace_id"], data["span_id"], data["payload"]
+            spans = []
+            for k in range(a, b):
+                r = rows_l[k] - base
+                spans.append(
+                    Span(
+                        trace_id=tid[r],
+                        span_id=sid[r],
+                        timestamp=ts_l[k],
+                        duration=dur_l[k],
+                        payload=pay[r],
+                        tags={t: col[k] for t, col in tag_cols if col[k] is not None},
+                    )
+                )
+            hits.append((min(ts_l[a:b]), len(hits), spans))
