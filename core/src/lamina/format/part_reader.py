@@ -230,6 +230,11 @@ class PartReader:
             self.dictionary = ZstdDict(self._small(names.DICTIONARY))
             if self.dictionary.dict_id != meta.dictionary_id:
                 raise CorruptPartError(name, names.DICTIONARY, -1, R.CHECKSUM, "dictionary id mismatch")
+        # Every other checksummed small file (tag.type, sidecars the core does not interpret):
+        # a file metadata.json vouches for is verified, whether or not this reader uses it.
+        checked = {names.META_INDEX, names.DICTIONARY, key_filter, *map(names.tag_meta_file, meta.tags)}
+        for fname in sorted(set(meta.checksums) - checked):
+            self._small(fname)
         return self
 
     def _small(self, fname: str) -> bytes:

@@ -56,7 +56,6 @@ from lamina.testing import damage as dmg
 
 __all__ = [
     "DAMAGES",
-    "KNOWN_GAPS",
     "Applied",
     "CorruptionContract",
     "CorruptionLab",
@@ -426,23 +425,10 @@ DAMAGES: tuple[Damage, ...] = (
     Damage("unknown-format-version", _format_version, "open", frozenset({"format_version"})),
     Damage("zero-length-data-file", _zero_length(False), "open", _SIZE),
     Damage("zero-length-data-file-forged", _zero_length(True), "merge", FRAME_REASONS),
+    Damage("bitflip-tag-types", _flip_sidecar("tag-types"), "open", _CHECKSUM),
 )
 _BY_NAME = {d.name: d for d in DAMAGES}
 
-#: Damage core does not catch yet (each a known bug, see the reason); kept out of DAMAGES so the
-#: catalogue stays green, run by the contract as strict xfails so a fix is noticed.
-KNOWN_GAPS: tuple[Any, ...] = (
-    pytest.param(
-        Damage("bitflip-tag-types", _flip_sidecar("tag-types"), "open", _CHECKSUM),
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="bug: PartReader._open (format/part_reader.py) never reads or checksums the tag "
-            "types sidecar (tag.type) although metadata.json records its CRC32C and docs/format.md "
-            "says open verifies it; a rotten tag.type is served and silently rewritten by merges",
-        ),
-        id="bitflip-tag-types",
-    ),
-)
 
 
 # -- the contract ---------------------------------------------------------------------------------
@@ -623,12 +609,6 @@ class CorruptionContract:
         store.close()
         assert r.reason in damage.reasons
         self.assert_reopen_is_quiet(lab, applied, healthy)
-
-    @pytest.mark.parametrize("damage", KNOWN_GAPS)
-    def test_known_gap_damage_is_quarantined(
-        self, lab: CorruptionLab, damage: Damage, error_log: list[dict[str, Any]]
-    ) -> None:
-        self.test_damaged_part_is_quarantined_and_healthy_rows_survive(lab, damage, error_log)
 
     def test_two_damaged_parts_are_each_quarantined_once(self, lab: CorruptionLab) -> None:
         """One part caught on open, another only by the merge: both set aside, each once."""
