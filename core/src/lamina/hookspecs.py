@@ -43,7 +43,7 @@ def lamina_file_layout(engine: Any) -> Any:
 
 @hookspec
 def lamina_part_committed(engine: str, dataset: str, table: str, part: str, kind: str, rows: int) -> None:
-    """A part became live (`kind` is "flush" or "merge")."""
+    """A part became live (`kind` is "flush", "merge" or "salvage")."""
 
 
 @hookspec

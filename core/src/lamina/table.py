@@ -309,6 +309,18 @@ class Table:
         if not isinstance(err, CommitUncertainError):
             remove_partial(self.fs, part_dir)
 
+    def _announce(self, pname: str, kind: str, rows: int) -> None:
+        """`lamina_part_committed` for a part that just became live (flush, merge or salvage)."""
+        self._notify(
+            "lamina_part_committed",
+            engine=self.engine.name,
+            dataset=self.dataset,
+            table=self.path,
+            part=pname,
+            kind=kind,
+            rows=rows,
+        )
+
     def _notify(self, hook: str, **kwargs: Any) -> None:
         """Call an observer hook; an observer's failure is logged, never the caller's problem
         (an exporter must not fail an acknowledged flush or the opening of a store)."""
@@ -475,15 +487,7 @@ class Table:
             buf.drop()
         self.env.metrics.inc("lamina_flushes_total", engine=self.engine.name)
         self.env.metrics.inc("lamina_flushed_rows_total", meta.rows, engine=self.engine.name)
-        self._notify(
-            "lamina_part_committed",
-            engine=self.engine.name,
-            dataset=self.dataset,
-            table=self.path,
-            part=pname,
-            kind="flush",
-            rows=meta.rows,
-        )
+        self._announce(pname, "flush", meta.rows)
         return pid
 
     # -- snapshots ---------------------------------------------------------------------------
@@ -584,15 +588,7 @@ class Table:
         m.inc("lamina_merged_parts_total", len(inputs), engine=self.engine.name)
         secs = time.monotonic() - t0
         self.log.bind(part=pname).debug("merged {} parts into {} in {:.3f}s", len(inputs), pname, secs)
-        self._notify(
-            "lamina_part_committed",
-            engine=self.engine.name,
-            dataset=self.dataset,
-            table=self.path,
-            part=pname,
-            kind="merge",
-            rows=meta.rows,
-        )
+        self._announce(pname, "merge", meta.rows)
         self._notify(
             "lamina_merge_finished",
             engine=self.engine.name,
@@ -628,7 +624,8 @@ class Table:
                 handle.reader.close()
                 self._discard_output(e, ppath)
                 raise
-            return pname
+        self._announce(pname, "salvage", meta.rows)
+        return pname
 
     # -- quarantine --------------------------------------------------------------------------
     def _set_aside(self, pname: str, err: CorruptPartError, *, stage: str) -> dict[str, Any]:

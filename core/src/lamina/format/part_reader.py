@@ -304,17 +304,20 @@ class PartReader:
         data = self._read(fname, off, size)
         crc = crc32c(data)
         if crc != int(entry["crc"]):
-            raise CorruptPartError(
-                self.name,
-                fname,
-                off,
-                R.CHECKSUM,
-                "frame checksum mismatch",
-                expected=f"{int(entry['crc']):#010x}",
-                actual=f"{crc:#010x}",
-                engine=self.engine,
-            )
+            raise self._frame_checksum_error(fname, off, int(entry["crc"]), crc)
         return data
+
+    def _frame_checksum_error(self, fname: str, offset: int, expected: int, actual: int) -> CorruptPartError:
+        return CorruptPartError(
+            self.name,
+            fname,
+            offset,
+            R.CHECKSUM,
+            "frame checksum mismatch",
+            expected=f"{expected:#010x}",
+            actual=f"{actual:#010x}",
+            engine=self.engine,
+        )
 
     def read_frame(self, fname: str, entry: np.void) -> bytes:
         data = self.read_frame_raw(fname, entry)
@@ -671,16 +674,7 @@ class PartReader:
         bad = np.flatnonzero(crcs != e["crc"])
         if len(bad):
             k = int(bad[0])
-            raise CorruptPartError(
-                self.name,
-                fname,
-                int(offs[k]),
-                R.CHECKSUM,
-                "frame checksum mismatch",
-                expected=f"{int(e['crc'][k]):#010x}",
-                actual=f"{int(crcs[k]):#010x}",
-                engine=self.engine,
-            )
+            raise self._frame_checksum_error(fname, int(offs[k]), int(e["crc"][k]), int(crcs[k]))
         return pays
 
     def iter_raw_frames(self, i: int) -> list[tuple[int, bytes, int, int]]:
