@@ -40,8 +40,7 @@ def by_trace_ids(ctx: QueryContext, trace_ids: Sequence[bytes]) -> list[Span]:
             )
     # ctx.parts() yields segment by segment, each oldest part first and unflushed rows last:
     # that is write order for spans of one trace.
-    found: dict[bytes, list[Span]] = dict.fromkeys(trace_ids, None)  # type: ignore[arg-type]
-    found = {t: [] for t in found}  # asking twice for a trace returns it once
+    found: dict[bytes, list[Span]] = {t: [] for t in dict.fromkeys(trace_ids)}  # each ID once
     for part in ctx.parts():
         for tid, spans in found.items():
             if part.may_contain(tid):
