@@ -67,3 +67,36 @@ def test_unknown_part_is_a_clear_error(tmp_path: Path) -> None:
     _store_with_torn_part(tmp_path)
     r = CliRunner(env={"COLUMNS": "250"}).invoke(app, ["salvage", str(tmp_path), "00000000000000ff"])
     assert r.exit_code == 1 and "matches no quarantined part" in r.output
+
+
+def test_repair_command_rebuilds_a_damaged_manifest(tmp_path: Path) -> None:
+    import lamina
+
+    with lamina.open(str(tmp_path), background=False) as s:
+        tr = s.engine("trace")
+        for k in range(2):
+            tr.write_rows(
+                [
+                    {
+                        "trace_id": b"t%d" % k,
+                        "span_id": b"s",
+                        "timestamp": T0 + k,
+                        "duration": 1,
+                        "payload": b"",
+                        "tags": {},
+                    }
+                ]
+            )
+            tr.flush()
+        table = Path(tr.tables()[0].path)
+    newest = max(table.glob("*.snp"))
+    newest.write_bytes(newest.read_bytes().replace(b'"epoch"', b'"epocH"'))
+    runner = CliRunner(env={"COLUMNS": "250"})
+    r = runner.invoke(app, ["check", str(tmp_path)])
+    assert r.exit_code == 1
+    r = runner.invoke(app, ["repair", str(tmp_path)])
+    assert r.exit_code == 0 and "lists 2 part(s)" in r.output, r.output
+    with lamina.open(str(tmp_path), background=False) as s:
+        assert len(s.engine("trace").query(start=T0, end=T0 + 10)) == 2
+    r = runner.invoke(app, ["repair", str(tmp_path)])
+    assert "nothing to repair" in r.output

@@ -1,5 +1,5 @@
 """The `lamina` command: `engines`, `demo DIR`, `check DIR [--deep]`, `quarantine list|restore|drop`,
-`salvage`.
+`salvage`, `repair`.
 
 Exit codes: 0 success (for `check`: no damage), 1 damage or failure found, 2 usage error (bad
 option, a directory that is not a Lamina store).
@@ -333,6 +333,32 @@ def salvage(
     Blocks whose checksum fails are never read into the store."""
     report = _repair(directory, lambda store: store.salvage(part))
     _salvage_summary(_out(), report, "salvaged")
+
+
+@app.command()
+def repair(
+    directory: Annotated[Path, typer.Argument(help="The store directory.", show_default=False)],
+) -> None:
+    """Rebuild the manifest of every table the store refuses to open (damaged newest manifest,
+    vanished part) from the parts' lineage; damaged parts are quarantined, never deleted."""
+    from lamina.repair import repair_store
+
+    if not is_store(os.fspath(directory)):
+        raise _usage_error(f"{directory} is not a Lamina store (no lamina.json)")
+    try:
+        results = repair_store(os.fspath(directory), registry=_load_registry())
+    except LaminaError as e:
+        _err().print(Text(f"error: {e}", style="bold red"))
+        raise typer.Exit(EXIT_DAMAGE) from None
+    console = _out()
+    if not results:
+        console.print("nothing to repair: every table opens")
+    for r in results:
+        console.print(
+            f"{r.table}: manifest {r.epoch} lists {len(r.live)} part(s); "
+            f"{len(r.retired)} retired merge input(s) left for removal; "
+            f"{len(r.quarantined)} damaged part(s) quarantined {list(r.quarantined) or ''}"
+        )
 
 
 # -- demo -------------------------------------------------------------------------------------

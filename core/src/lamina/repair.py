@@ -1,0 +1,180 @@
+"""`lamina repair`: rebuild a table's manifest from its parts when the manifest cannot be trusted.
+
+Every part's commit record names the parts it was merged from (lineage). The live set is therefore
+every valid part that no other valid part lists as a source: a merge output and its retired inputs
+may both still be on disk (deletion had not happened yet), and the output wins because merges
+preserve rows. Parts that fail validation are quarantined (stage `repair`), never deleted.
+
+Used when open refuses a table: its newest manifest is damaged (instead of rolling back and losing
+the last commit), or a listed part vanished (data lost outside Lamina; the rest is kept).
+A part that was complete but not yet committed when the process died is included too: its rows
+were never acknowledged, so either outcome is allowed.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from typing import Any
+
+import attrs
+
+from lamina import names
+from lamina.commit import write_manifest
+from lamina.errors import CorruptionReason, CorruptPartError, StoreLockedError
+from lamina.format.part_meta import SUPPORTED_VERSIONS, Manifest
+from lamina.format.part_reader import DirSource, PartReader
+from lamina.format.records import RecordError, load_record
+from lamina.io.fs import FileSystem
+from lamina.quarantine import move_to_corrupt, reason_record
+from lamina.schema import ColumnKind
+
+
+@attrs.frozen
+class RepairResult:
+    table: str
+    epoch: int
+    live: tuple[str, ...]
+    retired: tuple[str, ...]
+    quarantined: tuple[str, ...]
+
+
+def table_needs_repair(fs: FileSystem, table_dir: str) -> str | None:
+    """Why open would refuse this table (damaged newest manifest, missing listed part), or None."""
+    epochs = sorted(e for n in fs.listdir(table_dir) if (e := names.parse_manifest_name(n)) is not None)
+    if not epochs:
+        return None
+    path = posixpath.join(table_dir, names.manifest_name(epochs[-1]))
+    try:
+        m = load_record(fs.read_file(path), Manifest, SUPPORTED_VERSIONS)
+    except (RecordError, OSError) as e:
+        return f"newest manifest {names.manifest_name(epochs[-1])} is damaged: {e}"
+    corrupt = posixpath.join(table_dir, names.CORRUPT_DIR)
+    for pid in m.parts:
+        pname = names.part_name(pid)
+        if not fs.exists(posixpath.join(table_dir, pname)) and not fs.exists(posixpath.join(corrupt, pname)):
+            return f"listed part {pname} is missing"
+    return None
+
+
+def rebuild_manifest(
+    fs: FileSystem,
+    table_dir: str,
+    *,
+    engine: str,
+    dataset: str,
+    kinds: dict[str, ColumnKind],
+    key_filter: str | None,
+) -> RepairResult:
+    entries = fs.listdir(table_dir)
+    epochs = [e for n in entries if (e := names.parse_manifest_name(n)) is not None]
+    salvaged: set[int] = set()
+    next_hint = 0
+    for e in epochs:  # keep what readable manifests knew: salvage marks, the ID high-water mark
+        try:
+            m = load_record(
+                fs.read_file(posixpath.join(table_dir, names.manifest_name(e))), Manifest, SUPPORTED_VERSIONS
+            )
+        except (RecordError, OSError):
+            continue
+        salvaged |= set(m.salvaged)
+        next_hint = max(next_hint, m.next_part_id)
+    cdir = posixpath.join(table_dir, names.CORRUPT_DIR)
+    in_corrupt = {
+        pid
+        for n in (fs.listdir(cdir) if fs.is_dir(cdir) else [])
+        if (pid := names.parse_part_name(n[:16])) is not None
+    }
+    metas = {}
+    bad: list[tuple[str, CorruptPartError]] = []
+    for name in entries:
+        pid = names.parse_part_name(name)
+        if pid is None:
+            continue
+        try:
+            reader = PartReader.open(
+                DirSource(fs, posixpath.join(table_dir, name)),
+                name,
+                kinds=kinds,
+                key_filter=key_filter,
+                engine=engine,
+            )
+        except CorruptPartError as e:
+            bad.append((name, e))
+            continue
+        except OSError as e:
+            bad.append((name, CorruptPartError(name, "", -1, CorruptionReason.IO_ERROR, str(e))))
+            continue
+        metas[pid] = reader.meta
+        reader.close()
+    sources = {s for m in metas.values() for s in m.lineage}
+    live = sorted(set(metas) - sources)
+    salvaged |= sources & in_corrupt  # a salvaged part's lineage is its quarantined source
+    # A damaged part that a valid part was merged from is retired debris (a deletion cut short):
+    # its rows live in the output, and the next open removes it as unlisted. Only the others are
+    # set aside.
+    bad = [(n, e) for n, e in bad if names.parse_part_name(n) not in sources]
+    for name, err in bad:
+        rec = reason_record(
+            err.with_engine(engine), engine=engine, dataset=dataset, table=table_dir, stage="repair"
+        )
+        move_to_corrupt(fs, table_dir, name, rec)
+    seen = set(metas) | in_corrupt | {names.parse_part_name(n) or 0 for n, _ in bad}
+    epoch = max(epochs, default=0) + 1
+    write_manifest(fs, table_dir, epoch, live, sorted(salvaged), max(next_hint, max(seen, default=0) + 1))
+    return RepairResult(
+        table=table_dir,
+        epoch=epoch,
+        live=tuple(names.part_name(p) for p in live),
+        retired=tuple(names.part_name(p) for p in sorted(sources & set(metas))),
+        quarantined=tuple(n for n, _ in bad),
+    )
+
+
+def repair_store(path: str, *, fs: FileSystem | None = None, registry: Any = None) -> list[RepairResult]:
+    """Rebuild the manifest of every table that open would refuse; returns what was done.
+
+    Takes the store's lock (nothing else may write meanwhile); tables of engines that are not
+    installed are left alone (their schemas are needed to validate parts).
+    """
+    from lamina.io.fs import OSFileSystem, absolute
+    from lamina.plugins import Registry
+
+    fs = fs or OSFileSystem()
+    root = absolute(path) if isinstance(fs, OSFileSystem) else posixpath.normpath(path)
+    if registry is None:
+        registry = Registry()
+        registry.load_entry_points()
+    try:
+        lock = fs.lock(posixpath.join(root, names.STORE_LOCK))
+    except BlockingIOError:
+        raise StoreLockedError(root) from None
+    out = []
+    try:
+        for engine_name, engine in sorted(registry.engines.items()):
+            epath = posixpath.join(root, engine_name)
+            if not fs.is_dir(epath):
+                continue
+            layout = registry.pm.hook.lamina_file_layout(engine=engine)
+            for dataset in fs.listdir(epath):
+                schema = registry.pm.hook.lamina_block_schema(engine=engine, dataset=dataset)
+                kinds = {c.name: c.kind for c in schema.columns}
+                dpath = posixpath.join(epath, dataset)
+                for seg in fs.listdir(dpath) if fs.is_dir(dpath) else []:
+                    tdir = posixpath.join(dpath, seg, names.shard_name(0))
+                    if names.parse_segment_name(seg) is None or not fs.is_dir(tdir):
+                        continue
+                    if table_needs_repair(fs, tdir) is None:
+                        continue
+                    out.append(
+                        rebuild_manifest(
+                            fs,
+                            tdir,
+                            engine=engine_name,
+                            dataset=dataset,
+                            kinds=kinds,
+                            key_filter=layout.key_filter,
+                        )
+                    )
+    finally:
+        lock.release()
+    return out
