@@ -111,3 +111,33 @@ def test_repair_refuses_while_the_store_is_open(sim: SimFS) -> None:
     with pytest.raises(lamina.LaminaError, match="open in another process"):
         repair_store(ROOT, fs=sim, registry=_registry())
     s.close()
+
+
+def test_repair_after_chained_merges_does_not_resurrect_retired_ancestors(sim: SimFS) -> None:
+    """A,B -> C while a query holds A and B; C,D -> E deletes C at once. With A, B and E on
+    disk, only E may be live: E's lineage must name A and B, not just C."""
+    s = open_kv_store(ROOT, fs=sim)
+    kv = s.engine("kv")
+
+    def flush(p: int) -> None:
+        kv.write(kv_batch([b"p%d-%d" % (p, i) for i in range(10)], [T0 + i for i in range(10)]))
+        kv.flush()
+
+    flush(0)
+    flush(1)
+    t = kv.tables()[0]
+    held = t.snapshot(include_memory=False)  # a long query keeps A and B on disk
+    a, b = sorted(h.part_id for h in t.live_parts)
+    c = t.merge([a, b])
+    flush(2)
+    d = max(h.part_id for h in t.live_parts)
+    t.merge([c, d])
+    rows = sorted(r[:3] for r in kv.query())
+    state = sim.crash_state("process")  # dies with the query still holding A and B
+    held.release()
+    state.corrupt(_newest_manifest(state, t.path), 4, b"#")
+    (result,) = repair_store(ROOT, fs=state, registry=_registry())
+    assert len(result.live) == 1
+    s2 = open_kv_store(ROOT, fs=state)
+    assert sorted(r[:3] for r in s2.engine("kv").query()) == rows  # 30 rows, none twice
+    s2.close()

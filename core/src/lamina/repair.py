@@ -8,7 +8,8 @@ preserve rows. Parts that fail validation are quarantined (stage `repair`), neve
 Used when open refuses a table: its newest manifest is damaged (instead of rolling back and losing
 the last commit), or a listed part vanished (data lost outside Lamina; the rest is kept).
 A part that was complete but not yet committed when the process died is included too: its rows
-were never acknowledged, so either outcome is allowed.
+were never acknowledged, so either outcome is allowed. Lineage lists every ancestor that was still
+on disk when a part was made (not only its direct inputs), so chains of merges resolve too.
 """
 
 from __future__ import annotations

@@ -38,6 +38,8 @@ class SalvageReport:
     problems: tuple[str, ...]
     #: The source part's data age (PartMeta.seq), inherited by the salvaged part.
     source_seq: int = 0
+    #: The source part's lineage (merge inputs), carried over where they still exist on disk.
+    source_lineage: tuple[int, ...] = ()
 
 
 def read_verifiable_rows(table: object, part: str) -> tuple[list[Rows], SalvageReport]:
@@ -93,6 +95,7 @@ def read_verifiable_rows(table: object, part: str) -> tuple[list[Rows], SalvageR
         new_part=None,
         problems=tuple(problems),
         source_seq=meta.data_seq,
+        source_lineage=tuple(meta.lineage),
     )
     return good, report
 
@@ -112,7 +115,7 @@ def salvage(table: object, part: str, *, require_complete: bool = False) -> Salv
             f"({'; '.join(report.problems[:3])}); refusing to restore. Use salvage to keep the rest."
         )
     rows = concat(t.engine.schema, good) if good else None  # type: ignore[attr-defined]
-    new = t.commit_salvaged(rows, pid, report.source_seq)  # type: ignore[attr-defined]
+    new = t.commit_salvaged(rows, pid, report.source_seq, report.source_lineage)  # type: ignore[attr-defined]
     t.log.bind(part=part).warning(  # type: ignore[attr-defined]
         "salvaged {} of {} rows of {} into {} ({} blocks lost)",
         report.rows_recovered,

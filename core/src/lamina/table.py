@@ -557,7 +557,11 @@ class Table:
                 dictionary=self.dictionary,
                 threads=self.env.threads,
             )
-            meta = attrs.evolve(meta, seq=max(h.reader.meta.data_seq for h in inputs))
+            meta = attrs.evolve(
+                meta,
+                seq=max(h.reader.meta.data_seq for h in inputs),
+                lineage=sorted({*meta.lineage, *self._ancestors_on_disk(h.reader.meta for h in inputs)}),
+            )
             self._guard_fsync(sink.close)
             self._guard_fsync(lambda: publish(self.fs, ppath, meta))
             handle = self._handle(self._open_part(pname, meta))
@@ -599,7 +603,20 @@ class Table:
         )
         return pid
 
-    def commit_salvaged(self, rows: Rows | None, source_id: int, source_seq: int) -> str | None:
+    def _ancestors_on_disk(self, metas: Any) -> set[int]:
+        """Earlier ancestors of these parts whose directories still exist (retired, but held by a
+        reader, or their deletion cut short). Listing them in the new part's lineage keeps
+        lineage-based repair from taking them for live parts once the intermediate part is gone."""
+        return {
+            x
+            for m in metas
+            for x in m.lineage
+            if self.fs.exists(posixpath.join(self.path, names.part_name(x)))
+        }
+
+    def commit_salvaged(
+        self, rows: Rows | None, source_id: int, source_seq: int, source_lineage: tuple[int, ...] = ()
+    ) -> str | None:
         """Commit rows recovered from quarantined part `source_id` as a new part, marking the
         source salvaged in the same manifest. Returns the new part's name (None without rows)."""
         from lamina.salvage import SalvageError
@@ -615,7 +632,10 @@ class Table:
             pname = names.part_name(pid)
             ppath = posixpath.join(self.path, pname)
             sink, meta = self._build_part(rows, pid)
-            meta = attrs.evolve(meta, lineage=[source_id], seq=source_seq)
+            leftovers = {
+                x for x in source_lineage if self.fs.exists(posixpath.join(self.path, names.part_name(x)))
+            }
+            meta = attrs.evolve(meta, lineage=sorted({source_id, *leftovers}), seq=source_seq)
             self._guard_fsync(lambda: write_mem_part(self.fs, ppath, sink.files, meta))
             handle = self._handle(self._open_part(pname, meta))
             try:
