@@ -32,7 +32,10 @@ from lamina.errors import (  # noqa: E402
     ShortReadError,
     UnknownEngineError,
 )
+from lamina.format.part_reader import PartReader  # noqa: E402
 from lamina.format.rows import Rows  # noqa: E402
+from lamina.format.rows import concat as concat_rows  # noqa: E402
+from lamina.format.rows import take as take_rows  # noqa: E402
 from lamina.hookspecs import hookimpl  # noqa: E402
 from lamina.log import configure_logging  # noqa: E402
 from lamina.query import QueryContext  # noqa: E402
@@ -56,6 +59,7 @@ __all__ = [
     "LaminaError",
     "MergePolicyParams",
     "MissingPartError",
+    "PartReader",
     "PluginError",
     "PoisonedTableError",
     "QueryContext",
@@ -64,7 +68,9 @@ __all__ = [
     "Store",
     "UnknownEngineError",
     "__version__",
+    "concat_rows",
     "configure_logging",
     "hookimpl",
     "open",
+    "take_rows",
 ]

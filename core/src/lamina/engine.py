@@ -48,6 +48,13 @@ def keep_all_rows(rows: Rows) -> Rows:
 
 @attrs.frozen(kw_only=True)
 class Engine:
+    """An engine's declaration.
+
+    Threading: `normalize`, `equal_key_rule` and `query` may be called concurrently, from
+    application threads and from the store's background thread (flushes and merges). Keep them
+    free of mutable shared state; everything they need arrives as arguments.
+    """
+
     name: str
     api_version: int
     schema: BlockSchema

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lamina import Rows
+from lamina import Rows, take_rows
 
 
 def tags_key(tags: dict[str, Any]) -> tuple[tuple[str, str, Any], ...]:
@@ -31,9 +31,4 @@ def drop_identical_events(rows: Rows) -> Rows:
         if identity not in seen:
             seen.add(identity)
             keep.append(i)
-    if len(keep) == n:
-        return rows
-    return {
-        name: {t: col[keep] for t, col in value.items()} if isinstance(value, dict) else value[keep]
-        for name, value in rows.items()
-    }
+    return rows if len(keep) == n else take_rows(rows, keep)
