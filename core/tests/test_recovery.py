@@ -294,3 +294,22 @@ def test_retention_waits_for_running_queries_before_deleting_a_segment(sim: SimF
     assert not sim.exists(posixpath.dirname(t.path))
     kv.write(kv_batch([b"late"], [T0 + 1]))  # once gone, the segment can start anew
     s.close()
+
+
+def test_query_time_damage_quarantines_the_right_table_when_part_names_repeat(sim: SimFS) -> None:
+    day = 86_400 * 10**9
+    s = open_kv_store(ROOT, fs=sim)
+    kv = s.engine("kv")
+    kv.write(kv_batch([b"a%d" % i for i in range(20)], [T0 + i for i in range(20)]))
+    kv.write(kv_batch([b"b%d" % i for i in range(20)], [T0 + day + i for i in range(20)]))
+    kv.flush()  # two segments, each with a part named ...0001
+    t1, t2 = kv.tables()
+    assert [h.name for h in t1.live_parts] == [h.name for h in t2.live_parts]
+    name = t2.live_parts[0].name
+    sim.corrupt(posixpath.join(t2.path, name, "values.bin"), 2, b"\xff\xff")  # only the second day
+    with pytest.raises(lamina.CorruptPartError):
+        kv.query()
+    assert len(t1.live_parts) == 1 and len(t2.live_parts) == 0
+    assert [q.table for q in s.quarantined()] == [t2.path]
+    assert len(kv.query()) == 20
+    s.close()

@@ -197,11 +197,20 @@ class EngineHandle:
             ctx.close()
 
     def _quarantine_from_query(self, ctx: QueryContext, err: CorruptPartError) -> None:
-        for table, snap in ctx._snaps:
-            for h in snap.parts:
-                if h.name == err.part and not h.in_memory:
-                    table.quarantine(h.part_id, err.with_engine(self.name), stage="query")
-                    return
+        # Part names are unique per table only: with several segments in the query the name may
+        # match more than one part, so an ambiguous match is settled by verifying each candidate.
+        candidates = [
+            (t, h) for t, snap in ctx._snaps for h in snap.parts if h.name == err.part and not h.in_memory
+        ]
+        for table, h in candidates:
+            if len(candidates) > 1:
+                try:
+                    h.reader.verify_all()
+                    continue  # healthy: the damage is in a namesake of another table
+                except CorruptPartError as e:
+                    err = e
+            table.quarantine(h.part_id, err.with_engine(self.name), stage="query")
+            return
 
     # -- maintenance -------------------------------------------------------------------------
     def merge_now(self, *, force: bool = True) -> int:
