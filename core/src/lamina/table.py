@@ -560,7 +560,9 @@ class Table:
             meta = attrs.evolve(
                 meta,
                 seq=max(h.reader.meta.data_seq for h in inputs),
-                lineage=sorted({*meta.lineage, *self._ancestors_on_disk(h.reader.meta for h in inputs)}),
+                lineage=sorted(
+                    {*meta.lineage, *self._on_disk(x for h in inputs for x in h.reader.meta.lineage)}
+                ),
             )
             self._guard_fsync(sink.close)
             self._guard_fsync(lambda: publish(self.fs, ppath, meta))
@@ -603,16 +605,11 @@ class Table:
         )
         return pid
 
-    def _ancestors_on_disk(self, metas: Any) -> set[int]:
-        """Earlier ancestors of these parts whose directories still exist (retired, but held by a
-        reader, or their deletion cut short). Listing them in the new part's lineage keeps
+    def _on_disk(self, part_ids: Any) -> set[int]:
+        """The given ancestor part IDs whose directories still exist (retired, but held by a
+        reader, or their deletion cut short). Listing them in a new part's lineage keeps
         lineage-based repair from taking them for live parts once the intermediate part is gone."""
-        return {
-            x
-            for m in metas
-            for x in m.lineage
-            if self.fs.exists(posixpath.join(self.path, names.part_name(x)))
-        }
+        return {x for x in part_ids if self.fs.exists(posixpath.join(self.path, names.part_name(x)))}
 
     def commit_salvaged(
         self, rows: Rows | None, source_id: int, source_seq: int, source_lineage: tuple[int, ...] = ()
@@ -632,10 +629,8 @@ class Table:
             pname = names.part_name(pid)
             ppath = posixpath.join(self.path, pname)
             sink, meta = self._build_part(rows, pid)
-            leftovers = {
-                x for x in source_lineage if self.fs.exists(posixpath.join(self.path, names.part_name(x)))
-            }
-            meta = attrs.evolve(meta, lineage=sorted({source_id, *leftovers}), seq=source_seq)
+            lineage = sorted({source_id, *self._on_disk(source_lineage)})
+            meta = attrs.evolve(meta, lineage=lineage, seq=source_seq)
             self._guard_fsync(lambda: write_mem_part(self.fs, ppath, sink.files, meta))
             handle = self._handle(self._open_part(pname, meta))
             try:
