@@ -18,7 +18,14 @@ except PackageNotFoundError:  # running from a source tree
 # A library never configures logging; it stays silent until the application enables it.
 _logger.disable("lamina")
 
-from lamina.engine import API_VERSION, Capabilities, Engine, MergePolicyParams  # noqa: E402
+from lamina.engine import (  # noqa: E402
+    API_VERSION,
+    Capabilities,
+    DemoQuery,
+    DemoReport,
+    Engine,
+    MergePolicyParams,
+)
 from lamina.errors import (  # noqa: E402
     CorruptionReason,
     CorruptManifestError,
@@ -51,6 +58,8 @@ __all__ = [
     "CorruptManifestError",
     "CorruptPartError",
     "CorruptionReason",
+    "DemoQuery",
+    "DemoReport",
     "DuplicateEngineError",
     "Engine",
     "EngineHandle",

@@ -41,6 +41,37 @@ class Capabilities:
     tags: bool = True
 
 
+@attrs.frozen
+class DemoQuery:
+    """One sample query of an engine's demo, as `lamina demo` prints it."""
+
+    label: str
+    result: str
+    expected: str
+    ms: float
+    #: False when the answer disagrees with what the demo wrote: `lamina demo` then exits 1.
+    ok: bool = True
+
+
+@attrs.frozen
+class DemoReport:
+    """What an engine's demo did: rows written (and their unit), durable flushes, and the sample
+    queries it checked against the data it generated."""
+
+    rows: int
+    unit: str
+    flushes: int
+    queries: tuple[DemoQuery, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+#: `demo(handle, *, rows, seed, now_ns, advance) -> DemoReport`: write about `rows` rows of a
+#: realistic synthetic workload through `handle` (an `EngineHandle`), flushing durably, merge, run
+#: a few queries checked against what was written, and report. `advance(n)` moves the progress
+#: bar by n rows. Nothing here may open a file: the handle does every byte of I/O.
+DemoFn = Callable[..., DemoReport]
+
+
 def keep_all_rows(rows: Rows) -> Rows:
     """The default equal-key rule: keep every row (concatenate)."""
     return rows
@@ -76,6 +107,8 @@ class Engine:
     flush_rows: int = 100_000
     capabilities: Capabilities = Capabilities()
     description: str = ""
+    #: Optional workload for `lamina demo` (see `DemoFn`); engines without one are listed only.
+    demo: DemoFn | None = None
 
     def __attrs_post_init__(self) -> None:
         self.schema.check_layout(self.layout)
