@@ -61,7 +61,8 @@ def _err() -> Console:
 
 
 def _usage_error(message: str) -> typer.Exit:
-    _err().print(Text(f"error: {message}", style="bold red"))
+    # soft_wrap: an error naming a long path must stay one greppable line
+    _err().print(Text(f"error: {message}", style="bold red"), soft_wrap=True)
     return typer.Exit(EXIT_USAGE)
 
 
