@@ -69,6 +69,19 @@ def test_example_is_discovered_by_entry_point(installed: None) -> None:
     assert got["problems"] == []
 
 
+def test_lamina_engines_lists_the_example_with_its_distribution(installed: None) -> None:
+    p = subprocess.run(
+        [sys.executable, "-m", "lamina.cli", "engines"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert p.returncode == 0, p.stderr
+    row = next((line for line in p.stdout.splitlines() if " events " in line), None)
+    assert row is not None, f"`lamina engines` does not list the example:\n{p.stdout}"
+    assert "lamina-events-example" in row
+
+
 def test_example_suite_passes(installed: None) -> None:
     p = subprocess.run(
         [
@@ -87,6 +100,29 @@ def test_example_suite_passes(installed: None) -> None:
     )
     assert p.returncode == 0, f"example suite failed:\n{p.stdout[-5000:]}\n{p.stderr[-2000:]}"
     assert " passed" in p.stdout and " failed" not in p.stdout
+    # the example inherits every contract suite, not just one
+    for contract in ("TestEventsCorruption", "TestEventsEngine", "TestEventsMerges"):
+        assert contract in _collected(), f"{contract} is not collected from the example suite"
+
+
+def _collected() -> str:
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "--collect-only",
+            "-p",
+            "no:cacheprovider",
+            "--import-mode=importlib",
+            str(EXAMPLE / "tests"),
+        ],
+        cwd=EXAMPLE,
+        capture_output=True,
+        text=True,
+    )
+    return p.stdout
 
 
 def _is_submodule(name: str) -> bool:

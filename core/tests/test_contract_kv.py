@@ -1,4 +1,4 @@
-"""The corruption contract (lamina.testing.contract) on the kv reference engine."""
+"""The contract suites (lamina.testing) on the kv reference engine."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import lamina
-from lamina.testing import CorruptionContract
+from lamina.testing import CorruptionContract, EngineContract, MergeContract
 from lamina.testing.kv import KV, kv_batch
 
 T0 = 1_700_000_000_000_000_000
@@ -19,7 +19,9 @@ def _row(r: tuple[bytes, int, bytes, dict[str, Any]]) -> tuple[Any, ...]:
     return (key, ts, value, tuple(sorted((k, type(v).__name__, repr(v)) for k, v in tags.items())))
 
 
-class TestKvCorruption(CorruptionContract):
+class KvSamples:
+    """The fixtures every contract takes, for the kv engine."""
+
     @pytest.fixture
     def engine(self) -> lamina.Engine:
         return KV
@@ -40,3 +42,23 @@ class TestKvCorruption(CorruptionContract):
     @pytest.fixture
     def query_all(self) -> Callable[[lamina.EngineHandle], list[Any]]:
         return lambda handle: sorted(_row(r) for r in handle.query())
+
+    @pytest.fixture
+    def query_range(self) -> Callable[[lamina.EngineHandle, int, int], list[Any]]:
+        return lambda handle, start, end: sorted(_row(r) for r in handle.query(start=start, end=end))
+
+    @pytest.fixture
+    def row_timestamp(self) -> Callable[[Any], int]:
+        return lambda row: row[1]
+
+
+class TestKvCorruption(KvSamples, CorruptionContract):
+    pass
+
+
+class TestKvEngine(KvSamples, EngineContract):
+    pass
+
+
+class TestKvMerges(KvSamples, MergeContract):
+    pass

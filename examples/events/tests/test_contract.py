@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import lamina
-from lamina.testing import CorruptionContract
+from lamina.testing import CorruptionContract, EngineContract, MergeContract
 from lamina_events import Event
 from lamina_events.plugin import ENGINE
 
@@ -23,7 +23,9 @@ def _row(e: Event) -> tuple[Any, ...]:
     return (e.source, e.ts, e.kind, e.body, tags)
 
 
-class TestEventsCorruption(CorruptionContract):
+class EventsSamples:
+    """The fixtures every contract suite takes, for the events engine."""
+
     @pytest.fixture
     def engine(self) -> lamina.Engine:
         return ENGINE
@@ -56,3 +58,23 @@ class TestEventsCorruption(CorruptionContract):
     @pytest.fixture
     def query_all(self) -> Callable[[lamina.EngineHandle], list[Any]]:
         return lambda handle: sorted(_row(e) for e in handle.query())
+
+    @pytest.fixture
+    def query_range(self) -> Callable[[lamina.EngineHandle, int, int], list[Any]]:
+        return lambda handle, start, end: sorted(_row(r) for r in handle.query(start=start, end=end))
+
+    @pytest.fixture
+    def row_timestamp(self) -> Callable[[Any], int]:
+        return lambda row: row[1]
+
+
+class TestEventsCorruption(EventsSamples, CorruptionContract):
+    pass
+
+
+class TestEventsEngine(EventsSamples, EngineContract):
+    pass
+
+
+class TestEventsMerges(EventsSamples, MergeContract):
+    pass

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import lamina
-from lamina.testing import CorruptionContract
+from lamina.testing import CorruptionContract, EngineContract, MergeContract
 from lamina_trace import Span
 from lamina_trace.plugin import ENGINE
 
@@ -23,7 +23,9 @@ def _row(s: Span) -> tuple[Any, ...]:
     return (s.trace_id, s.span_id, s.timestamp, s.duration, s.payload, tags)
 
 
-class TestTraceCorruption(CorruptionContract):
+class TraceSamples:
+    """The fixtures every contract suite takes, for the trace engine."""
+
     @pytest.fixture
     def engine(self) -> lamina.Engine:
         return ENGINE
@@ -55,3 +57,23 @@ class TestTraceCorruption(CorruptionContract):
     @pytest.fixture
     def query_all(self) -> Callable[[lamina.EngineHandle], list[Any]]:
         return lambda handle: sorted(_row(s) for s in handle.query())
+
+    @pytest.fixture
+    def query_range(self) -> Callable[[lamina.EngineHandle, int, int], list[Any]]:
+        return lambda handle, start, end: sorted(_row(r) for r in handle.query(start=start, end=end))
+
+    @pytest.fixture
+    def row_timestamp(self) -> Callable[[Any], int]:
+        return lambda row: row[2]
+
+
+class TestTraceCorruption(TraceSamples, CorruptionContract):
+    pass
+
+
+class TestTraceEngine(TraceSamples, EngineContract):
+    pass
+
+
+class TestTraceMerges(TraceSamples, MergeContract):
+    pass

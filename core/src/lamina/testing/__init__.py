@@ -1,24 +1,42 @@
-"""Test support for Lamina and its engines: the kv reference engine (`lamina.testing.kv`), damage
-helpers (`lamina.testing.damage`) and the corruption contract engine suites subclass
-(`from lamina.testing import CorruptionContract`)."""
+"""Test support for Lamina and its engines (behind the `lamina[testing]` extra).
+
+- Contract suites an engine's tests subclass, providing `engine`, `sample_batches` and `query_all`
+  fixtures: `EngineContract` (write/flush/read/reopen, bad input, concurrent queries, no file I/O),
+  `MergeContract` (merges preserve rows, clean up, record lineage), `CorruptionContract` (damage is
+  quarantined, healthy rows survive). Capabilities an engine does not declare are skipped.
+- `Ledger`: the rows a store must return for a set of written batches.
+- `lamina.testing.fixtures`: opt-in pytest fixtures (`pytest_plugins = ["lamina.testing.fixtures"]`).
+- `lamina.testing.kv`: the minimal reference engine; `lamina.testing.damage`: damage helpers.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-try:  # rewrite the contract's asserts (readable failures in every engine's suite)
+try:  # rewrite the contracts' asserts (readable failures in every engine's suite)
     import pytest
 
-    pytest.register_assert_rewrite("lamina.testing.contract")
+    pytest.register_assert_rewrite(
+        "lamina.testing.contract", "lamina.testing.engine_contract", "lamina.testing.ledger"
+    )
 except ImportError:  # pytest is optional: the damage helpers work without it
     pass
 
-__all__ = ["CorruptionContract"]
+__all__ = ["CorruptionContract", "EngineContract", "Ledger", "MergeContract", "assert_no_direct_io"]
+
+_LAZY = {
+    "CorruptionContract": "lamina.testing.contract",
+    "EngineContract": "lamina.testing.engine_contract",
+    "MergeContract": "lamina.testing.engine_contract",
+    "assert_no_direct_io": "lamina.testing.engine_contract",
+    "Ledger": "lamina.testing.ledger",
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name == "CorruptionContract":
-        from lamina.testing.contract import CorruptionContract
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
 
-        return CorruptionContract
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

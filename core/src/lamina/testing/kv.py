@@ -33,13 +33,17 @@ LAYOUT = FileLayout(
 def scan(
     ctx: QueryContext, *, start: int | None = None, end: int | None = None
 ) -> list[tuple[bytes, int, bytes, dict[str, Any]]]:
-    """Every row as (key, ts, value, tags), sorted."""
+    """Every row with start <= ts < end (None = unbounded) as (key, ts, value, tags), sorted."""
+    lo = -(2**63) if start is None else start
+    hi = 2**63 if end is None else end
     out = []
     for part in ctx.parts(start, end):
         for i in range(len(part.blocks.keys)):
             r = part.read_block(i)
             tags = r.get("tags", {})
             for j in range(len(r["key"])):
+                if not lo <= int(r["ts"][j]) < hi:
+                    continue
                 out.append(
                     (
                         r["key"][j],

@@ -1,0 +1,121 @@
+"""Opt-in pytest fixtures for engine authors: `pytest_plugins = ["lamina.testing.fixtures"]`.
+
+Nothing here is active unless a conftest asks for it, so installing `lamina[testing]` never changes
+another project's test run.
+
+- `sim_fs`: a fresh `SimFS` (in-memory, crashable, fault-injecting file system).
+- `open_store`: `open_store(*engines, fs=None, root=None, plugins=(), **kw)` -> a `lamina.Store`
+  holding exactly those engines (no entry-point discovery, background work off unless asked),
+  closed at teardown.
+- `ledger`: `ledger(engine, batches, query_all)` -> a `Ledger` (expected rows of any subset).
+- `damage`: the `lamina.testing.damage` helpers (flip bits, truncate, forge sizes, list parts).
+- `crash_points`: `crash_points(workload, check, modes=("process", "power", "torn"))` runs
+  `workload(fs, acked)` once to count its file-system operations, then again cut at every one of
+  them; for each cut and mode it builds the disk a crash leaves and calls
+  `check(state, acked, label)`. Returns the number of crash states checked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+import lamina
+from lamina.io.fs import FileSystem, OSFileSystem
+from lamina.io.sim import SimFS, SimulatedCrash
+from lamina.plugins import Registry
+from lamina.testing import damage as _damage
+from lamina.testing.ledger import Ledger
+
+__all__ = ["crash_points", "damage", "explore_crash_points", "ledger", "open_store", "sim_fs"]
+
+CRASH_MODES = ("process", "power", "torn")
+
+
+@pytest.fixture
+def sim_fs() -> SimFS:
+    return SimFS()
+
+
+@pytest.fixture
+def open_store(tmp_path: Any) -> Iterator[Callable[..., lamina.Store]]:
+    stores: list[lamina.Store] = []
+
+    def opener(
+        *engines: lamina.Engine,
+        fs: FileSystem | None = None,
+        root: str | None = None,
+        plugins: Iterable[object] = (),
+        **kw: Any,
+    ) -> lamina.Store:
+        if not engines:
+            raise TypeError("open_store() needs at least one engine")
+        fs = fs or OSFileSystem()
+        if root is None:
+            root = str(tmp_path / "store") if isinstance(fs, OSFileSystem) else "/store"
+        registry = Registry()
+        for i, p in enumerate(plugins):
+            registry.register_plugin(p, f"test-plugin-{i}")
+        kw.setdefault("background", False)
+        store = lamina.Store(root, fs=fs, registry=registry, engines=list(engines), **kw)
+        stores.append(store)
+        return store
+
+    yield opener
+    for s in stores:
+        # a failed test may have left it half closed; a crash workload leaves it on a crashed SimFS
+        with contextlib.suppress(Exception, SimulatedCrash):
+            s.close()
+
+
+@pytest.fixture
+def ledger() -> Callable[..., Ledger]:
+    return Ledger
+
+
+@pytest.fixture
+def damage() -> ModuleType:
+    return _damage
+
+
+Workload = Callable[[SimFS, list[Any]], None]
+Check = Callable[[SimFS, list[Any], str], None]
+
+
+def explore_crash_points(
+    workload: Workload, check: Check, modes: Sequence[str] = CRASH_MODES, *, stride: int = 1
+) -> int:
+    """Cut `workload` at every `stride`-th mutating operation and check each crash state.
+
+    `workload(fs, acked)` appends to `acked` only what the store acknowledged (after `flush()`
+    returned). `check(state, acked, label)` reopens `state` and asserts the invariants against the
+    ledger; `label` names the cut and mode, enough to replay it."""
+    probe = SimFS()
+    workload(probe, [])
+    total = probe.op_count
+    checked = 0
+    for k in range(0, total, stride):
+        for mode in modes:
+            fs = SimFS()
+            fs.crash_at(k)
+            acked: list[Any] = []
+            try:
+                workload(fs, acked)
+            except SimulatedCrash:
+                pass
+            else:
+                raise AssertionError(f"the workload ran to the end with a crash point at op {k} of {total}")
+            after = fs.ops[-1] if fs.ops else "start"
+            state = fs.crash_state("torn", seed=k, torn=512) if mode == "torn" else fs.crash_state(mode)
+            check(state, acked, f"{mode} crash at op {k}/{total} (after {after})")
+            checked += 1
+    return checked
+
+
+@pytest.fixture
+def crash_points() -> Callable[..., int]:
+    return explore_crash_points
