@@ -123,22 +123,73 @@ def test_subprocess_check_exit_codes(tmp_path: Path, store: Path) -> None:
 # -- demo -------------------------------------------------------------------------------------
 def test_demo_small_then_again_on_the_same_directory(tmp_path: Path) -> None:
     d = tmp_path / "lamina-data"
-    r = invoke("demo", str(d), "--spans", "3000", "--batch", "1000")
+    r = invoke("demo", str(d), "--spans", "3000", "--batch", "1000", "--rows", "3000")
     assert r.exit_code == 0, r.output
     assert "no damage" in r.output
     assert "parts before merge" in r.output
     assert "query check failed" not in r.output
     first = check_store(str(d), deep=True)
     assert first.ok
-    assert sum(t.rows for t in first.tables) == 3000
+    assert sum(t.rows for t in first.tables if t.engine == "trace") == 3000
 
-    r2 = invoke("demo", str(d), "--spans", "3000", "--batch", "1000")
+    r2 = invoke("demo", str(d), "--spans", "3000", "--batch", "1000", "--rows", "3000")
     assert r2.exit_code == 0, r2.output
     assert "appending to 3,000 spans" in r2.output
     assert "no damage" in r2.output
     second = check_store(str(d), deep=True)
     assert second.ok
-    assert sum(t.rows for t in second.tables) == 6000
+    assert sum(t.rows for t in second.tables if t.engine == "trace") == 6000
+
+
+def _kv_with_demo(*, wrong: bool = False, broken: bool = False) -> lamina.Engine:
+    """The kv reference engine with a demo, as a third-party engine would declare one."""
+    import attrs
+
+    from lamina.testing.kv import KV, kv_batch
+
+    def demo(handle, *, rows, seed, now_ns, advance):  # type: ignore[no-untyped-def]
+        if broken:
+            raise RuntimeError("demo blew up")
+        keys = [b"k%05d" % i for i in range(rows)]
+        for lo in range(0, rows, 500):
+            chunk = keys[lo : lo + 500]
+            handle.write(kv_batch(chunk, [now_ns + i for i in range(len(chunk))]))
+            handle.flush()
+            advance(len(chunk))
+        handle.merge_now()
+        got = len(handle.query())
+        want = got + 1 if wrong else rows
+        q = lamina.DemoQuery("every key", f"{got} rows", str(want), 0.1, ok=got == want)
+        return lamina.DemoReport(rows=rows, unit="rows", flushes=-(-rows // 500), queries=(q,))
+
+    return attrs.evolve(KV, demo=demo)
+
+
+@pytest.mark.parametrize("variant", ["ok", "wrong", "broken"])
+def test_demo_runs_every_engine_that_declares_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variant: str
+) -> None:
+    import lamina.cli as cli
+    from lamina.plugins import load_registry
+
+    def registry() -> Registry:
+        reg = load_registry()
+        reg._add_engine(_kv_with_demo(wrong=variant == "wrong", broken=variant == "broken"), "kv-demo 0")
+        return reg
+
+    monkeypatch.setattr(cli, "_load_registry", registry)
+    d = tmp_path / "data"
+    r = invoke("demo", str(d), "--spans", "600", "--batch", "300", "--rows", "1200", "--no-deep")
+    assert "kv: sample queries" in r.output or variant == "broken", r.output
+    if variant == "ok":
+        assert r.exit_code == 0, r.output
+        assert "1,200 rows in" in r.output
+    elif variant == "wrong":
+        assert r.exit_code == 1
+        assert "query check failed: kv: every key: 1200 rows, expected 1201" in r.output
+    else:
+        assert r.exit_code == 1
+        assert "kv demo failed: RuntimeError: demo blew up" in r.output
 
 
 def test_demo_refuses_a_non_empty_directory_that_is_not_a_store(tmp_path: Path) -> None:

@@ -654,10 +654,14 @@ def demo(
     seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same data).")] = 42,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Spans per write + durable flush.")] = 10_000,
     deep: Annotated[bool, typer.Option("--deep/--no-deep", help="Deep check at the end.")] = True,
+    rows: Annotated[
+        int, typer.Option("--rows", min=1, help="Rows per other engine (measure, stream, ...).")
+    ] = 100_000,
 ) -> None:
-    """Write a realistic synthetic trace workload, merge it, query it, check it.
+    """Write a realistic synthetic workload into every installed engine, merge, query, check.
 
-    Appends when DIR already holds a store (earlier demo data is kept and counted)."""
+    Traces come first; then every other engine that declares a demo writes about --rows rows of
+    its own workload. Appends when DIR already holds a store (earlier demo data is kept)."""
     fs = OSFileSystem()
     root = str(directory)
     if fs.exists(root) and not fs.is_dir(root):
@@ -755,6 +759,9 @@ def demo(
         q.add_row("  the same, limit 20", f"{len(first)} spans", str(min(20, len(hits))), f"{ms:.1f}")
         console.print(q)
 
+        others = [e for name, e in sorted(registry.engines.items()) if name != "trace" and e.demo is not None]
+        engine_lines = [_run_engine_demo(console, store, e, rows, seed, columns, failed) for e in others]
+
     # Check with the store closed (check_store never needs it, but bytes on disk are final now).
     with console.status("checking every part" + (" (deep)" if deep else "")):
         report = check_store(root, deep=deep, registry=registry)
@@ -778,6 +785,8 @@ def demo(
         "end to end incl. generation", f"{spans / max(total_s, 1e-9):,.0f} spans/s ({total_s:.1f} s)"
     )
     summary.add_row("merge", f"{merge_s:.2f} s")
+    for label, value in engine_lines:
+        summary.add_row(label, value)
     damage = len(report.damage)
     check_label = "deep check" if deep else "check"
     if report.ok:
@@ -794,6 +803,54 @@ def demo(
         console.print(Text(f"query check failed: {f}", style="bold red"), soft_wrap=True)
     if not report.ok or failed:
         raise typer.Exit(EXIT_DAMAGE)
+
+
+def _run_engine_demo(
+    console: Console,
+    store: lamina.Store,
+    engine: lamina.Engine,
+    rows: int,
+    seed: int,
+    columns: list[Any],
+    failed: list[str],
+) -> tuple[str, str]:
+    """Run one engine's own demo (`Engine.demo`) with a progress bar; print its checked queries.
+    A demo that raises is reported as a failure of that engine, never a traceback."""
+    demo = engine.demo
+    if demo is None:
+        return (engine.name, "no demo")
+    handle = store.engine(engine.name)
+    t0 = time.monotonic()
+    try:
+        with Progress(*columns, console=console, transient=False) as progress:
+            task = progress.add_task(f"{engine.name}: writing", total=rows)
+            report = demo(
+                handle,
+                rows=rows,
+                seed=seed,
+                now_ns=time.time_ns(),
+                advance=lambda n: progress.advance(task, n),
+            )
+    except Exception as e:  # a broken third-party demo must not hide the other engines' results
+        failed.append(f"{engine.name} demo failed: {type(e).__name__}: {e}")
+        return (f"{engine.name}", "demo FAILED")
+    secs = time.monotonic() - t0
+    q = Table(title=f"{engine.name}: sample queries", title_justify="left")
+    for col, justify in (("query", "left"), ("result", "right"), ("expected", "right"), ("ms", "right")):
+        q.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for dq in report.queries:
+        q.add_row(dq.label, dq.result, dq.expected, f"{dq.ms:.1f}", style=None if dq.ok else "bold red")
+        if not dq.ok:
+            failed.append(f"{engine.name}: {dq.label}: {dq.result}, expected {dq.expected}")
+    console.print(q)
+    for note in report.notes:
+        console.print(Text(f"{engine.name}: {note}"), soft_wrap=True)
+    st = handle.stats()
+    return (
+        f"{engine.name}",
+        f"{report.rows:,} {report.unit} in {secs:.1f} s ({report.rows / max(secs, 1e-9):,.0f}/s, "
+        f"{report.flushes} flushes), {st.parts} part(s)",
+    )
 
 
 def main() -> None:
