@@ -153,7 +153,7 @@ def flush_together(fs: FileSystem, root: str, tables: Sequence[Table], capture: 
         for p in preps:
             try:
                 p.table.commit_flush(p)
-            except BaseException as e:
+            except Exception as e:  # a crash (BaseException) is no failure to handle
                 # The transaction is durable (the intent); this table's manifest is not. Keep the
                 # part and the rows in memory, refuse further commits: reopening rolls it forward.
                 p.table.poison(e)
