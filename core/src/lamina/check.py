@@ -179,7 +179,7 @@ class _Checker:
         self.check_descriptor()
         for name in self.listdir(self.root):
             path = posixpath.join(self.root, name)
-            if name in (names.STORE_DESCRIPTOR, names.STORE_LOCK):
+            if name in (names.STORE_DESCRIPTOR, names.STORE_LOCK, names.TXN_DIR):
                 continue
             if name.endswith(names.TMP_SUFFIX):
                 self.add(Severity.INFO, Kind.TMP_FILE, name, detail="leftover of an interrupted atomic write")

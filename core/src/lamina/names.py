@@ -20,6 +20,8 @@ TMP_SUFFIX = ".tmp"
 DROPPING_SUFFIX = ".dropping"
 TAG_DATA_EXT = ".t"
 TAG_META_EXT = ".tm"
+#: Store-level directory of multi-table transaction intents (txn.py).
+TXN_DIR = "txn"
 
 _PART = re.compile(r"^[0-9a-f]{16}$")
 _MANIFEST = re.compile(r"^([0-9a-f]{16})\.snp$")
@@ -42,6 +44,18 @@ def manifest_name(epoch: int) -> str:
 
 def parse_manifest_name(name: str) -> int | None:
     m = _MANIFEST.match(name)
+    return int(m.group(1), 16) if m else None
+
+
+_INTENT = re.compile(r"^([0-9a-f]{16})\.intent$")
+
+
+def intent_name(txn_id: int) -> str:
+    return f"{txn_id:016x}.intent"
+
+
+def parse_intent_name(name: str) -> int | None:
+    m = _INTENT.match(name)
     return int(m.group(1), 16) if m else None
 
 

@@ -94,6 +94,11 @@ class BlockSchema:
     block_max_rows: int = 0
     granule_bytes: int = 128 * 1024
     compression_level: int = 3
+    #: INT64 columns whose per-part min/max the core records in metadata.json (`column_ranges`),
+    #: so queries can prune whole parts by a range of a column other than the block key (sidx's
+    #: `key`). Each must live in a granule-mode data file, where every writer path (flush, merge
+    #: raw copy) has its values at hand.
+    range_columns: tuple[str, ...] = ()
 
     def __attrs_post_init__(self) -> None:
         names = [c.name for c in self.columns]
@@ -114,6 +119,9 @@ class BlockSchema:
             raise ValueError("timestamp must be an INT64 column")
         if sum(c.kind is ColumnKind.TAGS for c in self.columns) > 1:
             raise ValueError("at most one TAGS column")
+        for k in self.range_columns:
+            if k not in by_name or by_name[k].kind is not ColumnKind.INT64:
+                raise ValueError(f"range column {k!r} must name an INT64 column")
 
     def column(self, name: str) -> Column:
         for c in self.columns:
@@ -131,3 +139,6 @@ class BlockSchema:
         wanted = [c.name for c in self.columns if c.kind is not ColumnKind.TAGS]
         if sorted(placed) != sorted(wanted):
             raise ValueError(f"file layout places {sorted(placed)}, schema has {sorted(wanted)}")
+        for k in self.range_columns:
+            if layout.file_of(k) not in layout.granule_files:
+                raise ValueError(f"range column {k!r} must live in a granule-mode data file")

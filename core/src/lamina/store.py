@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from lamina import __version__, names
+from lamina import __version__, names, txn
 from lamina.batch import columns_from_batch, rows_to_batch
 from lamina.engine import Engine
 from lamina.errors import (
@@ -38,6 +38,7 @@ from lamina.quarantine import QuarantinedPart, drop_quarantined, list_quarantine
 from lamina.query import QueryContext
 from lamina.salvage import SalvageReport, salvage
 from lamina.table import Table, TableEnv
+from lamina.txn import FlushGroup
 
 DESCRIPTOR_VERSION = 1
 log = get_logger(component="store")
@@ -137,19 +138,32 @@ class EngineHandle:
     def write(self, batch: Mapping[str, Any], *, dataset: str = "default") -> int:
         """Buffer a columnar batch (column -> sequence). Returns rows accepted. Durable after
         `flush()` returns (or after the background flush)."""
+        return self.append(self.prepare(batch, dataset=dataset))
+
+    def prepare(self, batch: Mapping[str, Any], *, dataset: str = "default") -> PreparedWrite:
+        """Validate a batch without buffering it: a writer that must land in several engines
+        together (a trace batch and its index entries) validates them all before appending any."""
         self.store._check_open()
         if not names.valid_dataset(dataset):
             raise InvalidInputError("dataset", f"{dataset!r} is not a valid dataset name", engine=self.name)
         # The engine adapts its users' conventions; the core then validates strictly.
         schema = self.schema(dataset)
         rows = _own(columns_from_batch(schema, self.engine.normalize(batch), self.name))
-        ts = rows[schema.timestamp]
-        n = len(ts)
+        return PreparedWrite(self, dataset, rows, len(rows[schema.timestamp]))
+
+    def append(self, prep: PreparedWrite) -> int:
+        """Buffer rows validated by `prepare`. All or nothing: refuses before buffering anything."""
+        if prep.handle is not self:
+            raise InvalidInputError(
+                "prepared", f"was prepared for engine {prep.handle.name}", engine=self.name
+            )
+        n = prep.rows_count
         if n == 0:
             return 0
+        rows = prep.rows
         interval = self.engine.segment_interval_ns
-        segs = ts // interval
-        targets = {int(s): self._table(dataset, int(s) * interval) for s in np.unique(segs)}
+        segs = rows[self.schema(prep.dataset).timestamp] // interval
+        targets = {int(s): self._table(prep.dataset, int(s) * interval) for s in np.unique(segs)}
         for t in targets.values():  # refuse before buffering anything: a write is all or nothing
             t._check_writable()
         for s, table in targets.items():
@@ -170,8 +184,15 @@ class EngineHandle:
         A failing table does not stop the others from flushing; the first error is raised after."""
         out = []
         first: BaseException | None = None
+        groups: list[FlushGroup] = []
         for t in self.tables():
+            group = self.store._group_of(self.name, t.dataset)
             try:
+                if group is not None:  # flushed with the other members, in one transaction
+                    if group not in groups:
+                        groups.append(group)
+                        out += group.flush()
+                    continue
                 pid = t.flush()
             except Exception as e:
                 first = first or e
@@ -284,6 +305,16 @@ class EngineHandle:
             t.close()
 
 
+@attrs.frozen
+class PreparedWrite:
+    """A validated batch of one engine's dataset, not yet buffered (`EngineHandle.prepare`)."""
+
+    handle: EngineHandle
+    dataset: str
+    rows: dict[str, Any]
+    rows_count: int
+
+
 def _own(rows: dict[str, Any]) -> dict[str, Any]:
     """Copy the validated columns: the buffer must not alias arrays the caller may reuse."""
     return {
@@ -321,6 +352,8 @@ class Store:
         self._closed = False
         self._handles: dict[str, EngineHandle] = {}
         self._backoff: dict[str, tuple[float, float]] = {}
+        self._groups: dict[tuple[str, str], FlushGroup] = {}
+        self._groups_lock = threading.Lock()
         makedirs_durable(self.fs, self.path)
         try:
             self._lock = self.fs.lock(posixpath.join(self.path, names.STORE_LOCK))
@@ -328,6 +361,9 @@ class Store:
             raise StoreLockedError(self.path) from None
         try:
             self._init_dir()
+            # before any table recovers: a table removes part directories its manifest does not
+            # list, and an interrupted multi-table transaction's parts are exactly those
+            txn.recover(self.fs, self.path)
             for name in sorted(self.registry.engines):
                 self.engine(name)._discover()
         except BaseException:
@@ -374,6 +410,35 @@ class Store:
     def flush(self) -> None:
         for h in list(self._handles.values()):
             h.flush()
+
+    def couple(self, members: Iterable[tuple[str, str]]) -> FlushGroup:
+        """Flush the given (engine, dataset) pairs always together, in one transaction (txn.py):
+        after any crash either all of a flush's new parts are live or none is. Every flush of a
+        member (`flush()`, background, close) then flushes the whole group. Declaring the same
+        group again returns it; a pair cannot belong to two groups."""
+        mem = tuple(dict.fromkeys(members))
+        if len(mem) < 2:
+            raise InvalidInputError("members", "a flush group needs at least two (engine, dataset) pairs")
+        for engine, dataset in mem:
+            self.engine(engine)  # UnknownEngineError names it
+            if not names.valid_dataset(dataset):
+                raise InvalidInputError("dataset", f"{dataset!r} is not a valid dataset name", engine=engine)
+        with self._groups_lock:
+            same = self._groups.get(mem[0])
+            if same is not None and set(same.members) == set(mem):
+                return same
+            taken = [m for m in mem if m in self._groups]
+            if taken:
+                raise InvalidInputError(
+                    "members", f"{taken[0]} already belongs to another flush group", engine=taken[0][0]
+                )
+            group = FlushGroup(self, mem)
+            for m in mem:
+                self._groups[m] = group
+            return group
+
+    def _group_of(self, engine: str, dataset: str) -> FlushGroup | None:
+        return self._groups.get((engine, dataset))
 
     def stats(self) -> StoreStats:
         return StoreStats(
@@ -447,7 +512,11 @@ class Store:
                     if t.pending_rows and (
                         t.pending_rows >= h.engine.flush_rows or t.pending_age >= self.flush_interval_s
                     ):
-                        self._guarded(f"flush {t.path}", t.flush)
+                        group = self._group_of(h.name, t.dataset)
+                        if group is not None:
+                            self._guarded(f"flush group {group.members}", group.flush)
+                        else:
+                            self._guarded(f"flush {t.path}", t.flush)
             if now - last_merge >= self.merge_interval_s:
                 last_merge = now
                 for h in list(self._handles.values()):

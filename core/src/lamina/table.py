@@ -56,6 +56,20 @@ class PartInfo:
     created_ns: int
 
 
+@attrs.frozen
+class PreparedFlush:
+    """A flushed part written to disk (SPEC §5 steps 1-3) but not yet in any manifest."""
+
+    table: Table
+    buf: MemRows
+    handle: PartHandle
+    path: str
+
+    @property
+    def part_id(self) -> int:
+        return self.handle.part_id
+
+
 @attrs.define
 class TableEnv:
     """Everything a table needs from its store."""
@@ -441,54 +455,91 @@ class Table:
         exactly once throughout. On failure the rows go back to the front of the buffer.
         """
         with self._flush_lock:
-            with self._lock:
-                self._check_writable()
-                buf = self._buffer
-                if buf is None:
-                    return None
-                self._buffer = None
-                self._flushing.append(buf)
+            buf = self.take_buffer()
+            if buf is None:
+                return None
             try:
-                # reuses the memory part already built for queries of this buffer, if any
-                mem = buf.acquire(self._memory_part)
+                prep = self.write_flush(buf)
                 try:
-                    pid = self.allocate_id()
-                    files = mem.reader.source.files  # type: ignore[attr-defined]
-                    meta = attrs.evolve(mem.reader.meta, part_id=pid, seq=pid)
-                    pname = names.part_name(pid)
-                    ppath = posixpath.join(self.path, pname)
-                    self._guard_fsync(lambda: write_mem_part(self.fs, ppath, files, meta))
-                    handle = self._handle(self._open_part(pname, meta))
-                    # reuse what queries already decoded of the memory part (tag dictionaries...)
-                    handle.reader.adopt_decoded(mem.reader)
-                finally:
-                    mem.decref()
-                try:
-                    self._commit([handle], [], flushed=buf)
+                    self._commit([prep.handle], [], flushed=buf)
                 except BaseException as e:
-                    handle.reader.close()
-                    self._discard_output(e, ppath)
+                    prep.handle.reader.close()
+                    self._discard_output(e, prep.path)
                     raise
             except BaseException:
-                # Nothing was acknowledged: the rows go back in front of anything written since,
-                # so a retry (after ENOSPC is fixed, say) flushes them in order.
-                with self._lock:
-                    if buf in self._flushing:
-                        self._flushing.remove(buf)
-                    later = self._buffer
-                    self._buffer = MemRows([*buf.batches, *(later.batches if later else [])])
-                    if later is None:
-                        self._pending_since = time.monotonic()
-                if later is not None:
-                    later.drop()
-                buf.drop()
-                self.env.metrics.inc("lamina_flush_errors_total", engine=self.engine.name)
+                self.restore_buffer(buf)
                 raise
             buf.drop()
+        self.flushed(prep)
+        return prep.part_id
+
+    # The steps of `flush`, also driven one by one by a multi-table transaction (txn.py), which
+    # holds `flush_lock` of every participating table meanwhile.
+    @property
+    def flush_lock(self) -> threading.Lock:
+        return self._flush_lock
+
+    def take_buffer(self) -> MemRows | None:
+        """Move the write buffer to the flushing list (still visible to queries)."""
+        with self._lock:
+            self._check_writable()
+            buf = self._buffer
+            if buf is None:
+                return None
+            self._buffer = None
+            self._flushing.append(buf)
+            return buf
+
+    def write_flush(self, buf: MemRows) -> PreparedFlush:
+        """SPEC §5 steps 1-3 for a taken buffer: the part is complete on disk but not live. On
+        failure nothing of it remains."""
+        # reuses the memory part already built for queries of this buffer, if any
+        mem = buf.acquire(self._memory_part)
+        try:
+            pid = self.allocate_id()
+            files = mem.reader.source.files  # type: ignore[attr-defined]
+            meta = attrs.evolve(mem.reader.meta, part_id=pid, seq=pid)
+            pname = names.part_name(pid)
+            ppath = posixpath.join(self.path, pname)
+            self._guard_fsync(lambda: write_mem_part(self.fs, ppath, files, meta))
+            handle = self._handle(self._open_part(pname, meta))
+            # reuse what queries already decoded of the memory part (tag dictionaries...)
+            handle.reader.adopt_decoded(mem.reader)
+        finally:
+            mem.decref()
+        return PreparedFlush(self, buf, handle, ppath)
+
+    def commit_flush(self, prep: PreparedFlush) -> None:
+        """SPEC §5 step 4 for a written flush: its manifest. On failure the caller decides what
+        happens to the part (a transaction may already have committed it elsewhere)."""
+        self._commit([prep.handle], [], flushed=prep.buf)
+
+    def poison(self, err: BaseException) -> None:
+        """Refuse commits until reopen: a transaction this table is part of is durable but not
+        complete here; recovery completes it."""
+        self._poison = self._poison or err
+
+    def restore_buffer(self, buf: MemRows) -> None:
+        """Nothing was acknowledged: the rows go back in front of anything written since, so a
+        retry (after ENOSPC is fixed, say) flushes them in order."""
+        with self._lock:
+            if buf in self._flushing:
+                self._flushing.remove(buf)
+            later = self._buffer
+            self._buffer = MemRows([*buf.batches, *(later.batches if later else [])])
+            if later is None:
+                self._pending_since = time.monotonic()
+        if later is not None:
+            later.drop()
+        buf.drop()
+        self.env.metrics.inc("lamina_flush_errors_total", engine=self.engine.name)
+
+    def flushed(self, prep: PreparedFlush) -> None:
+        """Count and announce a committed flush."""
+        rows = prep.handle.reader.meta.rows
         self.env.metrics.inc("lamina_flushes_total", engine=self.engine.name)
-        self.env.metrics.inc("lamina_flushed_rows_total", meta.rows, engine=self.engine.name)
-        self._announce(pname, "flush", meta.rows)
-        return pid
+        self.env.metrics.inc("lamina_flushed_rows_total", rows, engine=self.engine.name)
+        self._announce(prep.handle.name, "flush", rows)
 
     # -- snapshots ---------------------------------------------------------------------------
     def snapshot(self, *, include_memory: bool = True) -> Snapshot:

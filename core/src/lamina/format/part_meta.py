@@ -57,6 +57,9 @@ class PartMeta:
     #: salvaged part. Part IDs are allocation order, which a concurrent merge can invert; merges
     #: hand rows to the equal-key rule oldest data first by this, not by ID. 0 = the part ID.
     seq: int = 0
+    #: Range column (BlockSchema.range_columns) -> [min, max] over the part's rows: part pruning
+    #: by a column other than the block key. Absent in parts written before it existed.
+    column_ranges: dict[str, list[int]] = attrs.field(factory=dict)
 
     @property
     def data_seq(self) -> int:

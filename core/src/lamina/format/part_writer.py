@@ -175,6 +175,7 @@ class PartWriter:
         self.max_ts = np.iinfo(np.int64).min
         self._last_key: bytes | None = None
         self._all_keys: list[bytes] = []
+        self._ranges: dict[str, list[int]] = {}
 
     # -- adding blocks -----------------------------------------------------------------------
     def _check_order(self, keys: list[bytes]) -> None:
@@ -385,6 +386,11 @@ class PartWriter:
             return arr
 
         ts = np.asarray(gather(self.schema.timestamp), dtype=np.int64)
+        for c in self.schema.range_columns:
+            vals = gather(c)
+            lo, hi = int(vals.min()), int(vals.max())
+            r = self._ranges.get(c)
+            self._ranges[c] = [lo, hi] if r is None else [min(r[0], lo), max(r[1], hi)]
         starts = np.zeros(nb, dtype=np.int64)
         np.cumsum(counts[:-1], out=starts[1:])
         blocks = np.zeros(nb, dtype=BLOCK)
@@ -530,6 +536,7 @@ class PartWriter:
             level=level,
             dictionary_id=self.dictionary.dict_id if self.dictionary is not None else 0,
             created_ns=time.time_ns(),
+            column_ranges=dict(self._ranges),
         )
 
 

@@ -1,0 +1,317 @@
+"""Multi-table transactions: flush several tables (e.g. a trace dataset and its sidx indexes) so
+that either every one of their new parts becomes live or none does, across crashes.
+
+Each table has its own manifest (SPEC §5), and no single rename can change two of them. So a
+transaction adds one durable record in between, the **intent** (`<store>/txn/<id>.intent`):
+
+1. every participating table writes its part (SPEC §5 steps 1-3: data files fsynced, then
+   `metadata.json` atomically; the part directory's entry is fsynced in its table directory);
+2. the intent is written atomically (tmp, fsync, rename, fsync `txn/`): it names every
+   (table, part). **This is the commit point of the transaction;**
+3. each table writes its next manifest listing its part (its own commit point, as for a flush);
+4. the intent is deleted.
+`flush()` returns (the rows are acknowledged) after step 3, so the new parts are also visible.
+
+A crash before step 2 leaves only unlisted part directories, which each table's recovery removes
+as uncommitted leftovers (SPEC §6): none of the parts survives. A crash after step 2 leaves the
+intent; `recover` runs at open *before any table recovers* and rolls it forward: each named part
+missing from its table's manifest is added by a new manifest (the table's own recovery then
+validates it like any listed part, and quarantines it if damaged, never deletes it); then the
+intent is deleted. Each step is idempotent (an already-listed part is skipped), so a crash during
+recovery is safe, and a second recovery finds nothing to do.
+
+Why the intent comes after every part is published and before any manifest: a manifest written
+first could make one table's part live while another's part is still being written, and a crash
+then leaves exactly what the transaction must prevent (a trace without its index entries, or an
+index pointing at a trace that never became durable).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import posixpath
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+import attrs
+
+from lamina import names
+from lamina.commit import remove_partial, write_manifest
+from lamina.errors import CommitUncertainError, LaminaError, MissingPartError
+from lamina.format.part_meta import SUPPORTED_VERSIONS, Manifest, PartMeta
+from lamina.format.records import RecordError, dump_record, load_record
+from lamina.io.durable import TMP_SUFFIX, FsyncFailed, fsync_dir, makedirs_durable, write_atomic
+from lamina.io.fs import FileSystem
+from lamina.log import get_logger
+
+if TYPE_CHECKING:
+    from lamina.store import Store
+    from lamina.table import PreparedFlush, Table
+
+INTENT_VERSION = 1
+log = get_logger(component="txn")
+
+# Unique among the intents pending at once: recovery removes every intent at open, and the clock
+# only grows across restarts.
+_txn_ids = itertools.count(time.time_ns())
+_ids_lock = threading.Lock()
+
+
+@attrs.frozen
+class IntentPart:
+    #: The table directory relative to the store root (`<engine>/<dataset>/<segment>/<shard>`).
+    table: str
+    part: int
+
+
+@attrs.frozen
+class Intent:
+    """`txn/<id>.intent`: the parts a transaction makes live together. Its rename is the commit."""
+
+    format_version: int
+    txn_id: int
+    created_ns: int
+    parts: list[IntentPart]
+
+
+class CorruptIntentError(LaminaError):
+    """A transaction intent does not verify. It was written atomically, so this is damage from
+    outside Lamina; opening stops before any table removes the parts it may name."""
+
+    def __init__(self, path: str, detail: str) -> None:
+        self.path = path
+        super().__init__(
+            f"transaction intent {path} is damaged ({detail}); the parts it names cannot be "
+            "identified. Move it away to open the store (its parts are then dropped as uncommitted)"
+        )
+
+
+def _next_txn_id() -> int:
+    with _ids_lock:
+        return next(_txn_ids)
+
+
+class FlushGroup:
+    """(engine, dataset) pairs whose tables are always flushed in one transaction.
+
+    Writers that must land in several of them together (a trace batch and its index entries)
+    append under `lock`; a group flush takes every member's buffer under the same lock, so a flush
+    never catches one member's rows without the others'.
+    """
+
+    def __init__(self, store: Store, members: Sequence[tuple[str, str]]) -> None:
+        self.store = store
+        self.members = tuple(dict.fromkeys(members))
+        self.lock = threading.RLock()
+        self._flush_lock = threading.Lock()
+
+    def tables(self) -> list[Table]:
+        out: list[Table] = []
+        for engine, dataset in self.members:
+            out += self.store.engine(engine).tables(dataset)
+        return out
+
+    @property
+    def pending_rows(self) -> int:
+        return sum(t.pending_rows for t in self.tables())
+
+    def flush(self) -> list[int]:
+        """Flush every member table in one transaction; durable and visible when it returns.
+        Returns the new part IDs."""
+        with self._flush_lock:
+            return flush_together(self.store.fs, self.store.path, self.tables(), self.lock)
+
+
+def flush_together(fs: FileSystem, root: str, tables: Sequence[Table], capture: threading.RLock) -> list[int]:
+    """Flush `tables` atomically (see the module docstring). `capture` is held while the buffers
+    are taken, so writers appending under it are never split by the flush."""
+    tables = sorted(tables, key=lambda t: t.path)  # one lock order for every transaction
+    with contextlib.ExitStack() as locks:
+        for t in tables:
+            locks.enter_context(t.flush_lock)
+        with capture:
+            # all or nothing: a poisoned or closed member refuses before any buffer moves
+            for t in tables:
+                t._check_writable()
+            taken = [(t, buf) for t in tables if (buf := t.take_buffer()) is not None]
+        if not taken:
+            return []
+        preps: list[PreparedFlush] = []
+        try:
+            for t, buf in taken:
+                preps.append(t.write_flush(buf))
+        except BaseException:
+            _abort(fs, preps, taken)
+            raise
+        if len(preps) == 1:  # one table: its manifest alone is atomic, no intent needed
+            return _commit_single(fs, preps[0])
+        intent_path = _write_intent(fs, root, preps, taken)
+        errors: list[BaseException] = []
+        for p in preps:
+            try:
+                p.table.commit_flush(p)
+            except Exception as e:  # a crash (BaseException) is no failure to handle
+                # The transaction is durable (the intent); this table's manifest is not. Keep the
+                # part and the rows in memory, refuse further commits: reopening rolls it forward.
+                p.table.poison(e)
+                errors.append(e)
+                continue
+            p.buf.drop()
+        if errors:
+            raise CommitUncertainError(preps[0].table.path, errors[0]) from errors[0]
+        try:
+            fs.remove(intent_path)
+            fsync_dir(fs, posixpath.dirname(intent_path))
+        except OSError as e:  # complete anyway: the next open finds every part listed and drops it
+            log.warning("could not remove transaction intent {}: {}", intent_path, e)
+    for p in preps:
+        p.table.flushed(p)
+    return [p.part_id for p in preps]
+
+
+def _commit_single(fs: FileSystem, p: PreparedFlush) -> list[int]:
+    try:
+        p.table.commit_flush(p)
+    except BaseException as e:
+        p.handle.reader.close()
+        p.table._discard_output(e, p.path)
+        if not isinstance(e, CommitUncertainError):
+            p.table.restore_buffer(p.buf)
+        raise
+    p.buf.drop()
+    return [p.part_id]
+
+
+def _abort(fs: FileSystem, preps: Iterable[PreparedFlush], taken: Iterable[tuple[Table, object]]) -> None:
+    """Nothing was committed: remove every written part, put every buffer back."""
+    for p in preps:
+        p.handle.reader.close()
+        remove_partial(fs, p.path)
+    for t, buf in taken:
+        t.restore_buffer(buf)  # type: ignore[arg-type]
+
+
+def _write_intent(
+    fs: FileSystem, root: str, preps: list[PreparedFlush], taken: list[tuple[Table, object]]
+) -> str:
+    txn_dir = posixpath.join(root, names.TXN_DIR)
+    intent = Intent(
+        format_version=INTENT_VERSION,
+        txn_id=_next_txn_id(),
+        created_ns=time.time_ns(),
+        parts=[IntentPart(posixpath.relpath(p.table.path, root), p.part_id) for p in preps],
+    )
+    path = posixpath.join(txn_dir, names.intent_name(intent.txn_id))
+    try:
+        makedirs_durable(fs, txn_dir)
+        write_atomic(fs, path, dump_record(intent))
+    except BaseException as e:
+        if fs.exists(path):  # renamed into place, then a barrier failed: it may survive a crash
+            for p in preps:
+                p.table.poison(e)
+            raise CommitUncertainError(preps[0].table.path, e) from e
+        if isinstance(e, FsyncFailed):
+            for p in preps:
+                p.table.poison(e)
+        _abort(fs, preps, taken)
+        raise
+    return path
+
+
+# -- recovery -----------------------------------------------------------------------------------
+def recover(fs: FileSystem, root: str) -> int:
+    """Roll every pending intent forward; returns how many. Runs at open before any table opens
+    (a table's recovery removes part directories its manifest does not list)."""
+    txn_dir = posixpath.join(root, names.TXN_DIR)
+    if not fs.is_dir(txn_dir):
+        return 0
+    entries = sorted(fs.listdir(txn_dir))
+    done = 0
+    changed = False
+    for name in entries:
+        path = posixpath.join(txn_dir, name)
+        if name.endswith(TMP_SUFFIX):  # an intent never renamed into place: not committed
+            fs.remove(path)
+            changed = True
+            continue
+        if names.parse_intent_name(name) is None:
+            log.warning("foreign entry {} in {} left untouched", name, txn_dir)
+            continue
+        try:
+            intent = load_record(fs.read_file(path), Intent, (INTENT_VERSION,))
+        except RecordError as e:
+            raise CorruptIntentError(path, str(e)) from None
+        for ip in intent.parts:
+            _roll_forward(fs, root, ip)
+        fs.remove(path)
+        changed = True
+        done += 1
+        log.warning("completed transaction {} ({} parts) interrupted by a crash", name, len(intent.parts))
+    if changed:
+        fsync_dir(fs, txn_dir)
+    return done
+
+
+def _roll_forward(fs: FileSystem, root: str, ip: IntentPart) -> None:
+    """Make part `ip.part` listed in its table's newest manifest (idempotent)."""
+    table = posixpath.normpath(posixpath.join(root, ip.table))
+    if not table.startswith(root.rstrip("/") + "/"):
+        raise CorruptIntentError(table, f"table path {ip.table!r} escapes the store")
+    if not fs.is_dir(table):
+        return  # the segment was dropped by retention since: nothing left to complete
+    epochs = sorted(
+        (e for n in fs.listdir(table) if (e := names.parse_manifest_name(n)) is not None), reverse=True
+    )
+    manifest: Manifest | None = None
+    if epochs:
+        try:
+            manifest = load_record(
+                fs.read_file(posixpath.join(table, names.manifest_name(epochs[0]))),
+                Manifest,
+                SUPPORTED_VERSIONS,
+            )
+        except RecordError:
+            # the table's own recovery reports a damaged newest manifest (and refuses to open)
+            log.error("cannot complete a transaction in {}: its newest manifest is damaged", table)
+            return
+    if manifest is not None and ip.part in manifest.parts:
+        return
+    pname = names.part_name(ip.part)
+    if not fs.exists(posixpath.join(table, pname)):
+        quarantined = fs.exists(posixpath.join(table, names.CORRUPT_DIR, pname))
+        if quarantined or _merged_away(fs, table, manifest, ip.part):
+            return  # committed, then quarantined or merged before the intent was removed
+        raise MissingPartError(table, pname)
+    parts = sorted({*(manifest.parts if manifest else ()), ip.part})
+    write_manifest(
+        fs,
+        table,
+        (epochs[0] if epochs else 0) + 1,
+        parts,
+        list(manifest.salvaged) if manifest else [],
+        max(manifest.next_part_id if manifest else 0, ip.part + 1),
+    )
+
+
+def _merged_away(fs: FileSystem, table: str, manifest: Manifest | None, part: int) -> bool:
+    """True when `part` was committed and then merged away (and removed) before the intent was.
+
+    A listed part holding data as new as `part` (data_seq >= its ID: a flush's seq is its own ID,
+    a merge's the largest of its inputs') proves it: such data is `part` itself, merged, or a
+    flush that the transaction's flush lock ordered after `part`'s manifest (a failed manifest
+    poisons the table, so no later flush commits)."""
+    for pid in manifest.parts if manifest else ():
+        try:
+            meta = load_record(
+                fs.read_file(posixpath.join(table, names.part_name(pid), names.METADATA)),
+                PartMeta,
+                SUPPORTED_VERSIONS,
+            )
+        except (RecordError, OSError):
+            continue
+        if part in meta.lineage or meta.data_seq >= part:
+            return True
+    return False

@@ -1,0 +1,274 @@
+"""sidx queries over core-provided part readers: series + key range (+ time range, tag filter),
+ascending or descending by key, with a limit; or a full scan.
+
+Work is done in two passes so payloads are read only for entries that are returned:
+1. candidates: parts outside the key range (their metadata's `column_ranges`), the time range or
+   the asked series are skipped; in the rest, only the blocks of the asked series whose time
+   bounds overlap are visited, and their `key`/`timestamp` come from the granule-mode `keys.bin`
+   (tags from their own granule chunks). This yields (part, block, row, key, series, ts) arrays.
+2. selection: candidates are ordered by key (then series, timestamp); with a limit only the first
+   `limit` (plus the entries tied with the last one) are kept, and `data.bin` is read only for the
+   blocks holding those.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from lamina import InvalidInputError, PartReader, QueryContext
+from lamina.format.part_writer import key_of
+from lamina_sidx.model import Entry
+from lamina_sidx.schema import SCHEMA
+
+_I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
+ENGINE_NAME = "sidx"
+
+
+def _bad(field: str, msg: str) -> InvalidInputError:
+    return InvalidInputError(field, msg, engine=ENGINE_NAME)
+
+
+def _int_or_none(name: str, v: Any) -> int | None:
+    if v is None:
+        return None
+    if type(v) is not int and not isinstance(v, np.integer):
+        raise _bad(name, f"must be an int or None, got {type(v).__name__}")
+    if not _I64_MIN <= int(v) <= _I64_MAX:
+        raise _bad(name, f"{v} does not fit in int64")
+    return int(v)
+
+
+def check_series(series: Any) -> list[int] | None:
+    if series is None:
+        return None
+    items = [series] if type(series) is int or isinstance(series, np.integer) else series
+    if isinstance(items, str | bytes | Mapping) or not hasattr(items, "__iter__"):
+        raise _bad("series", f"must be an int, a sequence of ints or None, got {type(series).__name__}")
+    out = []
+    for v in items:
+        iv = _int_or_none("series", v)
+        if iv is None:
+            raise _bad("series", "None is not a series")
+        out.append(iv)
+    return sorted(set(out))
+
+
+def _predicate(name: str, want: Any) -> Callable[[Any], bool]:
+    if callable(want):
+        return want  # type: ignore[no-any-return]
+    if isinstance(want, list | tuple | set | frozenset):
+        # value and type together: 1, 1.0 and True are different tag values
+        allowed = {(type(a), a) for a in want}
+        return lambda v: (type(v), v) in allowed
+    return lambda v: v == want and type(v) is type(want)
+
+
+def _tag_mask(
+    part: PartReader, g: int, name: str, pred: Callable[[Any], bool], rows: np.ndarray
+) -> np.ndarray:
+    if name not in part.meta.tags:
+        return np.zeros(len(rows), dtype=bool)
+    codes = part.tag_codes_matching(name, pred)
+    if codes is not None:
+        return np.isin(part.granule_tag(g, name, codes=True, rows=rows), codes)
+    values = part.granule_tag(g, name, rows=rows)
+    assert values is not None  # the tag is in the part
+    return np.fromiter((v is not None and bool(pred(v)) for v in values), dtype=bool, count=len(values))
+
+
+class _Candidates:
+    """Column arrays of candidate entries, appended part by part."""
+
+    def __init__(self) -> None:
+        self.parts: list[PartReader] = []
+        self.cols: dict[str, list[np.ndarray]] = {
+            c: [] for c in ("part", "block", "row", "key", "series", "ts")
+        }
+
+    def add(
+        self,
+        part_idx: int,
+        block: int,
+        rows: np.ndarray,
+        keys: np.ndarray,
+        series: np.ndarray,
+        ts: np.ndarray,
+    ) -> None:
+        n = len(rows)
+        self.cols["part"].append(np.full(n, part_idx, dtype=np.int64))
+        self.cols["block"].append(np.full(n, block, dtype=np.int64))
+        self.cols["row"].append(rows)
+        self.cols["key"].append(keys)
+        self.cols["series"].append(series)
+        self.cols["ts"].append(ts)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {
+            c: (np.concatenate(v) if v else np.zeros(0, dtype=np.int64)).astype(np.int64, copy=False)
+            for c, v in self.cols.items()
+        }
+
+
+def _scan_part(
+    part: PartReader,
+    part_idx: int,
+    series: list[int] | None,
+    klo: int,
+    khi: int,
+    tlo: int,
+    thi: int,
+    preds: dict[str, Callable[[Any], bool]],
+    out: _Candidates,
+) -> None:
+    rng = part.meta.column_ranges.get("key")
+    if rng is not None and (rng[1] < klo or rng[0] > khi):
+        return  # part pruned by its key range
+    if any(t not in part.meta.tags for t in preds):
+        return  # an absent tag matches nothing
+    bt = part.blocks
+    if series is None:
+        blocks: list[int] = list(range(len(bt.keys)))
+    else:
+        blocks = []
+        for s in series:
+            k = key_of(SCHEMA, s)
+            if part.may_contain(k):
+                blocks.extend(bt.find(k))
+    for b in blocks:
+        if bt.max_ts[b] < tlo or bt.min_ts[b] >= thi:
+            continue  # block pruned by time
+        g, lo, hi = int(bt.granule_of[b]), int(bt.row_lo[b]), int(bt.row_hi[b])
+        keys = part.granule_column(g, "key")[lo:hi]
+        sel = (keys >= klo) & (keys <= khi)
+        if not sel.any():
+            continue  # block pruned by key range: data.bin never read
+        ts = part.granule_column(g, "timestamp")[lo:hi]
+        sel &= (ts >= tlo) & (ts < thi)
+        rows = np.flatnonzero(sel)
+        for name, pred in preds.items():
+            if not len(rows):
+                break
+            rows = rows[_tag_mask(part, g, name, pred, rows + lo)]
+        if not len(rows):
+            continue
+        ser = part.granule_column(g, "series")[lo:hi]
+        out.add(part_idx, b, rows, keys[rows], ser[rows], ts[rows])
+
+
+def run(
+    ctx: QueryContext,
+    *,
+    series: Any = None,
+    key_min: int | None = None,
+    key_max: int | None = None,
+    start: int | None = None,
+    end: int | None = None,
+    tags: Mapping[str, Any] | None = None,
+    order: str = "asc",
+    limit: int | None = None,
+    after: tuple[int, int] | None = None,
+) -> list[Entry]:
+    """Entries of `series` (an int, ints, or None = every series) with key_min <= key <= key_max
+    (inclusive, None = unbounded) and start <= timestamp < end whose tags match every condition
+    (a value, a list of values, or a predicate), ordered by key (`order` "asc" or "desc"; equal keys
+    by series, timestamp, data), at most `limit` of them.
+
+    `after=(key, skip)` continues a previous page: entries before `key` in this order are skipped,
+    and so are the first `skip` entries whose key equals `key` (see `lamina_sidx.iter_batches`).
+    """
+    sers = check_series(series)
+    klo = _int_or_none("key_min", key_min)
+    khi = _int_or_none("key_max", key_max)
+    tlo_ = _int_or_none("start", start)
+    thi_ = _int_or_none("end", end)
+    klo = _I64_MIN if klo is None else klo
+    khi = _I64_MAX if khi is None else khi
+    if klo > khi:
+        raise _bad("key_min", f"{klo} is greater than key_max {khi}")
+    if order not in ("asc", "desc"):
+        raise _bad("order", f"must be 'asc' or 'desc', got {order!r}")
+    if limit is not None and (type(limit) is not int or limit < 0):
+        raise _bad("limit", f"must be a non-negative int, got {limit!r}")
+    if tags is not None and not isinstance(tags, Mapping):
+        raise _bad("tags", f"must be a mapping of tag -> condition, got {type(tags).__name__}")
+    skip = 0
+    if after is not None:
+        if not (isinstance(after, tuple) and len(after) == 2 and all(type(x) is int for x in after)):
+            raise _bad("after", f"must be a (key, skip) pair of ints, got {after!r}")
+        if order == "asc":
+            klo = max(klo, after[0])
+        else:
+            khi = min(khi, after[0])
+        skip = after[1]
+        if klo > khi:
+            return []
+    preds = {str(t): _predicate(str(t), w) for t, w in (tags or {}).items()}
+    tlo = _I64_MIN if tlo_ is None else tlo_
+    thi = 2**64 if thi_ is None else thi_  # exclusive; beyond every int64 when unbounded
+
+    cands = _Candidates()
+    for part in ctx.parts(tlo_, thi_):
+        cands.parts.append(part)
+        _scan_part(part, len(cands.parts) - 1, sers, klo, khi, tlo, thi, preds, cands)
+    c = cands.arrays()
+    if not len(c["key"]):
+        return []
+    desc = order == "desc"
+    idx = np.lexsort((c["ts"], c["series"], c["key"]))
+    if desc:
+        idx = idx[::-1]
+    if limit is not None:
+        want = limit + skip
+        if want < len(idx):
+            if want == 0:
+                return []
+            keys_sorted = c["key"][idx]
+            boundary = keys_sorted[want - 1]
+            # keep every entry tied with the last wanted key: ties are ordered by content below
+            on_side = keys_sorted >= boundary if desc else keys_sorted <= boundary
+            idx = idx[: int(np.count_nonzero(on_side))]
+    entries = _materialize(cands.parts, c, idx)
+    entries.sort(key=Entry.order, reverse=desc)
+    if skip and after is not None:
+        k0 = after[0]
+        n_eq = 0
+        while n_eq < len(entries) and n_eq < skip and entries[n_eq].key == k0:
+            n_eq += 1
+        entries = entries[n_eq:]
+    return entries[:limit] if limit is not None else entries
+
+
+def _materialize(parts: list[PartReader], c: dict[str, np.ndarray], idx: np.ndarray) -> list[Entry]:
+    """Read data and tags for the chosen candidates, one block read per (part, block)."""
+    sel_part, sel_block = c["part"][idx], c["block"][idx]
+    order = np.lexsort((sel_block, sel_part))
+    out: list[Entry] = []
+    i = 0
+    n = len(order)
+    ordered = idx[order]
+    while i < n:
+        p, b = int(c["part"][ordered[i]]), int(c["block"][ordered[i]])
+        j = i
+        while j < n and int(c["part"][ordered[j]]) == p and int(c["block"][ordered[j]]) == b:
+            j += 1
+        which = ordered[i:j]
+        data = parts[p].read_block(b, ["data", "tags"])
+        payloads = data["data"]
+        tag_cols = [(t, col) for t, col in data.get("tags", {}).items()]
+        rows = c["row"][which].tolist()
+        keys, sers, tss = c["key"][which].tolist(), c["series"][which].tolist(), c["ts"][which].tolist()
+        for r, k, s, t in zip(rows, keys, sers, tss, strict=True):
+            out.append(
+                Entry(
+                    series=s,
+                    key=k,
+                    timestamp=t,
+                    data=payloads[r],
+                    tags={name: col[r] for name, col in tag_cols if col[r] is not None},
+                )
+            )
+        i = j
+    return out
