@@ -22,6 +22,8 @@ from lamina.cli import TraceWorkload, app
 from lamina.plugins import Registry
 
 # No colours, no terminal-width surprises: assertions read plain text.
+SIDX_DEMO_DATASET = "demo"  # lamina_sidx.demo.DATASET (lamina-sidx may not be installed)
+
 runner = CliRunner(env={"FORCE_COLOR": None, "TTY_COMPATIBLE": None, "NO_COLOR": "1", "COLUMNS": "160"})
 
 
@@ -131,6 +133,12 @@ def test_demo_small_then_again_on_the_same_directory(tmp_path: Path) -> None:
     first = check_store(str(d), deep=True)
     assert first.ok
     assert sum(t.rows for t in first.tables if t.engine == "trace") == 3000
+    if any(t.engine == "sidx" for t in first.tables):  # the demo indexes span durations per service
+        assert "slowest 20 payment traces" in " ".join(r.output.split())
+        # one index entry per span (every demo span has a service)
+        # (the sidx engine's own demo writes its entries into another dataset)
+        trace_index = [t for t in first.tables if t.engine == "sidx" and t.dataset != SIDX_DEMO_DATASET]
+        assert sum(t.rows for t in trace_index) == 3000
 
     r2 = invoke("demo", str(d), "--spans", "3000", "--batch", "1000", "--rows", "3000")
     assert r2.exit_code == 0, r2.output

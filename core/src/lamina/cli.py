@@ -482,6 +482,8 @@ class TraceWorkload:
         self.trace_sizes: list[tuple[bytes, int]] = []
         #: timestamps of DEMO_SERVICE spans with status 500, to check the tag query against.
         self.demo_hits: list[int] = []
+        #: (start, duration, trace_id) of every DEMO_SERVICE span, to check the slowest-traces query.
+        self.demo_spans: list[tuple[int, int, bytes]] = []
 
     def _status(self, service: str) -> int:
         rng = self.rng
@@ -577,6 +579,8 @@ class TraceWorkload:
             self.payload_bytes += len(payload)
             if svc == DEMO_SERVICE and status == 500:
                 self.demo_hits.append(start)
+            if svc == DEMO_SERVICE:
+                self.demo_spans.append((start, dur, trace_id))
         self.traces += 1
         self.trace_sizes.append((trace_id, n))
         return spans
@@ -645,6 +649,28 @@ def _fmt_bytes(n: float) -> str:
     return f"{n} B"  # pragma: no cover
 
 
+def _demo_index(store: lamina.Store) -> Any:
+    """The demo's trace dataset indexed by span duration per service (lamina_sidx.traces), each
+    flush committing traces and index in one transaction; None when lamina-sidx is not installed."""
+    if "sidx" not in store.registry.engines:
+        return None
+    try:
+        from lamina_sidx.traces import IndexedTraces, IndexRule
+    except ImportError:
+        return None
+    return IndexedTraces(store, [IndexRule("duration", key="duration", series_tag="service")])
+
+
+def _expected_slowest(work: TraceWorkload, start: int, end: int, limit: int) -> list[tuple[int, bytes]]:
+    """(duration, trace_id) of the `limit` traces whose slowest DEMO_SERVICE span starting in
+    [start, end) is slowest, as the index orders them (equal durations: higher trace ID first)."""
+    best: dict[bytes, int] = {}
+    for ts, dur, tid in work.demo_spans:
+        if start <= ts < end and dur > best.get(tid, -1):
+            best[tid] = dur
+    return sorted(((d, t) for t, d in best.items()), reverse=True)[:limit]
+
+
 @app.command()
 def demo(
     directory: Annotated[
@@ -703,13 +729,14 @@ def demo(
             TimeElapsedColumn(),
             TimeRemainingColumn(),
         ]
+        indexed = _demo_index(store)
         t_all = time.monotonic()
         with Progress(*columns, console=console, transient=False) as progress:
             task = progress.add_task("writing spans", total=spans)
             for b in work.batches(batch):
                 t0 = time.monotonic()
-                n = traces.write(b)
-                if traces.flush():
+                n = (indexed or traces).write(b)
+                if (indexed or traces).flush():
                     flushes += 1
                 ingest_s += time.monotonic() - t0
                 progress.advance(task, n)
@@ -719,6 +746,8 @@ def demo(
         with console.status("merging parts"):
             t0 = time.monotonic()
             merges = traces.merge_now()
+            if indexed is not None:
+                indexed.index.merge_now()
             merge_s = time.monotonic() - t0
         after = traces.stats()
 
@@ -757,6 +786,24 @@ def demo(
         if first != hits[:20]:
             failed.append("the limit-20 query did not return the first 20 spans of the unlimited one")
         q.add_row("  the same, limit 20", f"{len(first)} spans", str(min(20, len(hits))), f"{ms:.1f}")
+        if indexed is not None:  # sidx -> trace
+            t0 = time.monotonic()
+            slow = indexed.slowest(DEMO_SERVICE, start=now - HOUR_NS, end=now + 1, limit=20)
+            ms = (time.monotonic() - t0) * 1000
+            want = _expected_slowest(work, now - HOUR_NS, now + 1, 20)
+            got = [(t.key, t.trace_id) for t in slow]
+            # appending to an older store: its traces may rank too, never below this run's
+            ok = got == want
+            if before.rows:
+                ok = len(got) >= len(want) and all(g[0] >= w[0] for g, w in zip(got, want, strict=False))
+            if not ok or not all(t.spans for t in slow):
+                failed.append(f"slowest {DEMO_SERVICE} traces via sidx: {got[:3]}..., expected {want[:3]}...")
+            q.add_row(
+                f"slowest 20 {DEMO_SERVICE} traces, last hour (sidx -> trace)",
+                f"{len(slow)} traces, top {slow[0].key / 1e6:.0f} ms" if slow else "0 traces",
+                f"{len(want)} traces, top {want[0][0] / 1e6:.0f} ms" if want else "0 traces",
+                f"{ms:.1f}",
+            )
         console.print(q)
 
         others = [e for name, e in sorted(registry.engines.items()) if name != "trace" and e.demo is not None]

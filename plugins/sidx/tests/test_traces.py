@@ -140,3 +140,39 @@ def test_a_dataset_cannot_join_two_flush_groups(store: lamina.Store) -> None:
     assert IndexedTraces(store, RULES).group is not None  # the same group again is fine
     with pytest.raises(lamina.InvalidInputError):
         IndexedTraces(store, [IndexRule("other", key="duration")])
+
+
+def test_ties_at_the_limit_are_settled_by_trace_id_not_by_storage_order(store: lamina.Store) -> None:
+    rng = random.Random(9)
+    it = IndexedTraces(store, RULES)
+    written = []
+    for i in range(3):
+        b = spans(rng, 150, t_lo=T0, t_hi=T0 + HOUR, first=i * 150)
+        b["duration"] = [rng.choice([5, 6, 7]) for _ in b["duration"]]  # hundreds of ties
+        it.write(b)
+        it.flush()
+        written.append(b)
+    for limit in (1, 20, 70):
+        got = it.slowest("svc-2", start=T0, end=T0 + HOUR, limit=limit)
+        assert [(t.trace_id, t.key) for t in got] == _model_slowest(written, "svc-2", T0, T0 + HOUR, limit)
+
+
+def test_the_background_flush_commits_trace_and_index_members(tmp_path: Any) -> None:
+    import time
+
+    store = lamina.Store(str(tmp_path / "bg"), engines=[TRACE, SIDX], flush_interval_s=0.05)
+    try:
+        it = IndexedTraces(store, RULES)
+        b = spans(random.Random(8), 40, t_lo=T0, t_hi=T0 + HOUR)
+        it.write(b)
+        deadline = time.monotonic() + 10
+        tables = lambda: [t for e in ("trace", "sidx") for t in store.engine(e).tables()]  # noqa: E731
+        # the group is flushed as one: every table gets its part (3 tables: trace + 2 indexes)
+        while (
+            not (len(tables()) == 3 and all(t.live_parts for t in tables())) and time.monotonic() < deadline
+        ):
+            time.sleep(0.02)
+        assert all(t.pending_rows == 0 and len(t.live_parts) == 1 for t in tables())
+        assert len(store.engine("sidx").query(dataset="default.start")) == len(b["trace_id"])
+    finally:
+        store.close()

@@ -231,7 +231,7 @@ def run(
             on_side = keys_sorted >= boundary if desc else keys_sorted <= boundary
             idx = idx[: int(np.count_nonzero(on_side))]
     entries = _materialize(cands.parts, c, idx)
-    entries.sort(key=Entry.order, reverse=desc)
+    _settle_ties(entries, c, idx, desc)
     if skip and after is not None:
         k0 = after[0]
         n_eq = 0
@@ -242,33 +242,47 @@ def run(
 
 
 def _materialize(parts: list[PartReader], c: dict[str, np.ndarray], idx: np.ndarray) -> list[Entry]:
-    """Read data and tags for the chosen candidates, one block read per (part, block)."""
-    sel_part, sel_block = c["part"][idx], c["block"][idx]
-    order = np.lexsort((sel_block, sel_part))
-    out: list[Entry] = []
-    i = 0
-    n = len(order)
-    ordered = idx[order]
-    while i < n:
-        p, b = int(c["part"][ordered[i]]), int(c["block"][ordered[i]])
-        j = i
-        while j < n and int(c["part"][ordered[j]]) == p and int(c["block"][ordered[j]]) == b:
-            j += 1
-        which = ordered[i:j]
-        data = parts[p].read_block(b, ["data", "tags"])
+    """Entries of the candidates `idx`, in that order; data and tags come from one block read per
+    (part, block), visited in storage order."""
+    n = len(idx)
+    out: list[Entry | None] = [None] * n
+    pos = np.lexsort((c["block"][idx], c["part"][idx]))  # positions grouped by (part, block)
+    grouped = idx[pos]
+    gp, gb = c["part"][grouped], c["block"][grouped]
+    cuts = np.flatnonzero((gp[1:] != gp[:-1]) | (gb[1:] != gb[:-1])) + 1
+    starts = [0, *cuts.tolist()]
+    ends = [*cuts.tolist(), n]
+    rows_l, keys_l = c["row"][grouped].tolist(), c["key"][grouped].tolist()
+    sers_l, ts_l, pos_l = c["series"][grouped].tolist(), c["ts"][grouped].tolist(), pos.tolist()
+    for a, z in zip(starts, ends, strict=True):
+        data = parts[int(gp[a])].read_block(int(gb[a]), ["data", "tags"])
         payloads = data["data"]
-        tag_cols = [(t, col) for t, col in data.get("tags", {}).items()]
-        rows = c["row"][which].tolist()
-        keys, sers, tss = c["key"][which].tolist(), c["series"][which].tolist(), c["ts"][which].tolist()
-        for r, k, s, t in zip(rows, keys, sers, tss, strict=True):
-            out.append(
-                Entry(
-                    series=s,
-                    key=k,
-                    timestamp=t,
-                    data=payloads[r],
-                    tags={name: col[r] for name, col in tag_cols if col[r] is not None},
-                )
+        tag_cols = [(t, col.tolist()) for t, col in data.get("tags", {}).items()]
+        for i in range(a, z):
+            r = rows_l[i]
+            out[pos_l[i]] = Entry(
+                series=sers_l[i],
+                key=keys_l[i],
+                timestamp=ts_l[i],
+                data=payloads[r],
+                tags={name: col[r] for name, col in tag_cols if col[r] is not None},
             )
-        i = j
-    return out
+    return out  # type: ignore[return-value]
+
+
+def _settle_ties(entries: list[Entry], c: dict[str, np.ndarray], idx: np.ndarray, desc: bool) -> None:
+    """`entries` follow (key, series, timestamp) order already (`idx` is sorted so); only runs
+    equal on all three need the full content order (data, tags), sorted in place."""
+    if len(idx) < 2:
+        return
+    k, se, ts = c["key"][idx], c["series"][idx], c["ts"][idx]
+    same = (k[1:] == k[:-1]) & (se[1:] == se[:-1]) & (ts[1:] == ts[:-1])
+    if not same.any():
+        return
+    start = None
+    for i, eq in enumerate([*same.tolist(), False]):
+        if eq and start is None:
+            start = i
+        elif not eq and start is not None:
+            entries[start : i + 1] = sorted(entries[start : i + 1], key=Entry.order, reverse=desc)
+            start = None

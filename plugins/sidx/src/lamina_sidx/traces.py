@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -154,9 +154,10 @@ class IndexedTraces:
         order: str = "desc",
     ) -> list[IndexedTrace]:
         """The `limit` traces with the highest (`order="desc"`) or lowest keys of index `rule`
-        among spans whose series tag equals `value` and whose start is in [start, end): sidx
-        first (key order, no payload read beyond the entries returned), then the traces by ID.
-        Traces that no longer exist (dropped by retention) are skipped."""
+        among spans whose series tag equals `value` and whose start is in [start, end), ordered
+        by (key, trace ID) that way: sidx first (key order, a trace counts with its first entry,
+        i.e. its best key), then the traces by ID. Traces that no longer exist (dropped by
+        retention) are skipped."""
         r = self.rules.get(rule)
         if r is None:
             raise InvalidInputError("rule", f"unknown index rule {rule!r} (have {sorted(self.rules)})")
@@ -170,6 +171,7 @@ class IndexedTraces:
         if limit == 0:
             return out
         batch_size = max(64, 2 * limit)
+        desc = order == "desc"
         for entries in iter_batches(
             self.index, batch_size=batch_size, dataset=self.index_dataset(rule), **filters
         ):
@@ -178,10 +180,15 @@ class IndexedTraces:
                 if e.data not in seen and e.data not in fresh:
                     fresh[e.data] = e.key
             seen |= set(fresh)
-            out += self._fetch(fresh, limit - len(out))
+            out += self._fetch(fresh)
+            # Done once `limit` traces are found and this batch went past the last one's key:
+            # traces tied with it may still follow, and ties are settled by trace ID below.
             if len(out) >= limit:
-                break
-        return out
+                bound = sorted((t.key for t in out), reverse=desc)[limit - 1]
+                if entries[-1].key != bound:
+                    break
+        out.sort(key=lambda t: (t.key, t.trace_id), reverse=desc)
+        return out[:limit]
 
     def slowest(
         self, service: Any, *, start: int | None = None, end: int | None = None, limit: int = 20
@@ -195,12 +202,11 @@ class IndexedTraces:
             raise InvalidInputError("rules", "no index rule keyed by duration per tag", engine="sidx")
         return self.top(rule, service, start=start, end=end, limit=limit)
 
-    def _fetch(self, candidates: Mapping[bytes, int], want: int) -> Iterable[IndexedTrace]:
-        if not candidates or want <= 0:
+    def _fetch(self, candidates: Mapping[bytes, int]) -> list[IndexedTrace]:
+        if not candidates:
             return []
         spans = self.traces.query(dataset=self.dataset, trace_ids=list(candidates))
         by_id: dict[bytes, list[Any]] = {}
         for s in spans:
             by_id.setdefault(s.trace_id, []).append(s)
-        found = [IndexedTrace(t, k, by_id[t]) for t, k in candidates.items() if t in by_id]
-        return found[:want]
+        return [IndexedTrace(t, k, by_id[t]) for t, k in candidates.items() if t in by_id]
