@@ -1,0 +1,369 @@
+"""Measure queries over core-provided part readers.
+
+A query selects series (by entity values or series IDs, or all) and a time range, reads the
+matching rows of every part granule by granule (pruned by the granules' time bounds and key
+ranges), applies the equal-key rule across everything it read (parts not merged yet and unflushed
+rows included), then filters by tags, and returns points or aggregates.
+
+Deduplication comes before the tag filter on purpose: a point rewritten with new tags must not
+reappear through its superseded version's old tags.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from lamina import InvalidInputError, PartReader, QueryContext
+from lamina_measure.model import AggregateResult, MeasureResult
+from lamina_measure.options import ENGINE_NAME, MeasureOptions
+from lamina_measure.rule import winners
+from lamina_measure.series import series_id, valid_entity_value
+
+AGGREGATES = ("count", "sum", "min", "max", "avg")
+_NUMERIC = ("int64", "float64")
+_DTYPES = {"int64": np.int64, "float64": np.float64, "string": object, "bytes": object}
+_I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
+
+
+def _bad(field: str, problem: str) -> InvalidInputError:
+    return InvalidInputError(field, problem, engine=ENGINE_NAME)
+
+
+def _int_or_none(name: str, v: Any) -> int | None:
+    if v is not None and type(v) is not int:
+        raise _bad(name, f"must be an int (ns) or None, got {type(v).__name__}")
+    return v
+
+
+def _names(name: str, v: Any, known: Sequence[str] | None) -> list[str] | None:
+    if v is None:
+        return None
+    if isinstance(v, str | bytes) or not isinstance(v, list | tuple):
+        raise _bad(name, f"expected a list of names, got {type(v).__name__}")
+    for i, x in enumerate(v):
+        if type(x) is not str:
+            raise _bad(f"{name}[{i}]", f"expected a str, got {type(x).__name__}")
+        if known is not None and x not in known:
+            raise _bad(f"{name}[{i}]", f"{x!r} is not a field of this measure (fields: {', '.join(known)})")
+    return list(dict.fromkeys(v))
+
+
+def resolve_series(opts: MeasureOptions, entity: Any, entities: Any, series_ids: Any) -> np.ndarray | None:
+    """Sorted unique series IDs asked for, or None for every series."""
+    given = [
+        n
+        for n, v in (("entity", entity), ("entities", entities), ("series_ids", series_ids))
+        if v is not None
+    ]
+    if len(given) > 1:
+        raise _bad(given[1], f"give one of entity, entities or series_ids, not {' and '.join(given)}")
+    if entity is not None:
+        entities = [entity]
+        where = "entity"
+    else:
+        where = "entities"
+    ids: list[int] = []
+    if entities is not None:
+        if isinstance(entities, Mapping) or not isinstance(entities, Sequence):
+            raise _bad(
+                where, f"expected a list of mappings of entity tag -> value, got {type(entities).__name__}"
+            )
+        for i, e in enumerate(entities):
+            label = where if where == "entity" else f"entities[{i}]"
+            if not isinstance(e, Mapping):
+                raise _bad(label, f"expected a mapping of entity tag -> value, got {type(e).__name__}")
+            extra = set(e) - set(opts.entity)
+            if extra:
+                raise _bad(
+                    f"{label}.{sorted(map(str, extra))[0]}",
+                    f"not an entity tag (entity: {list(opts.entity)})",
+                )
+            values = []
+            for t in opts.entity:
+                if t not in e:
+                    raise _bad(
+                        f"{label}.{t}", "missing: every entity tag names the series (filter by tags= instead)"
+                    )
+                if not valid_entity_value(e[t]):
+                    raise _bad(f"{label}.{t}", f"entity values are str, int64 or bytes, got {e[t]!r}")
+                values.append(e[t])
+            ids.append(series_id(values))
+    elif series_ids is not None:
+        if isinstance(series_ids, str | bytes) or not hasattr(series_ids, "__iter__"):
+            raise _bad("series_ids", f"expected a sequence of ints, got {type(series_ids).__name__}")
+        for i, s in enumerate(series_ids):
+            if (
+                isinstance(s, bool)
+                or not isinstance(s, int | np.integer)
+                or not _I64_MIN <= int(s) <= _I64_MAX
+            ):
+                raise _bad(f"series_ids[{i}]", f"expected an int64 series ID, got {s!r}")
+            ids.append(int(s))
+    else:
+        return None
+    return np.unique(np.asarray(ids, dtype=np.int64))
+
+
+def _key_to_int(key: bytes) -> int:
+    """Inverse of the core's INT64 block-key encoding (big-endian, sign bit flipped)."""
+    return int.from_bytes(key, "big") - (1 << 63)
+
+
+def _tag_predicate(name: str, want: Any) -> Callable[[Any], bool]:
+    if callable(want):
+        return lambda v: v is not None and bool(want(v))
+    if isinstance(want, list | tuple | set | frozenset):
+        allowed = {(type(a), a) for a in want}
+        return lambda v: (type(v), v) in allowed
+    if isinstance(want, dict | np.ndarray):
+        raise _bad(
+            f"tags.{name}", f"expected a value, a list of values or a predicate, got {type(want).__name__}"
+        )
+    return lambda v: type(v) is type(want) and v == want
+
+
+class _Collected:
+    """Rows read from every part, in read order (= write order: oldest data first)."""
+
+    def __init__(self, fields: list[str], tags: list[str]) -> None:
+        self.fields, self.tags = fields, tags
+        self.series: list[np.ndarray] = []
+        self.ts: list[np.ndarray] = []
+        self.version: list[np.ndarray] = []
+        self.fvals: dict[str, list[np.ndarray]] = {f: [] for f in fields}
+        self.tvals: dict[str, list[np.ndarray]] = {t: [] for t in tags}
+
+    def add_granule(self, part: PartReader, g: int, sids: np.ndarray | None, lo: int, hi: int) -> None:
+        s = part.granule_column(g, "series")
+        t = part.granule_column(g, "timestamp")
+        m = (t >= lo) & (t < hi)
+        if sids is not None:
+            m &= np.isin(s, sids)
+        rows = np.flatnonzero(m)
+        if not len(rows):
+            return
+        self.series.append(s[rows])
+        self.ts.append(t[rows])
+        self.version.append(part.granule_column(g, "version")[rows])
+        if self.fields:
+            self._add_fields(part, g, rows)
+        for tag in self.tags:
+            col = part.granule_tag(g, tag, rows=rows)
+            if col is None:  # this part has no such tag
+                col = np.full(len(rows), None, dtype=object)
+            self.tvals[tag].append(col)
+
+    def _add_fields(self, part: PartReader, g: int, rows: np.ndarray) -> None:
+        """Field values of `rows` (granule row indices, ascending): read from the blocks that
+        hold them only, each block's rows being one run."""
+        blocks = part.granule_blocks(g)
+        row_lo = part.blocks.row_lo[blocks.start : blocks.stop]
+        which = np.searchsorted(row_lo, rows, side="right") - 1
+        cuts = np.flatnonzero(np.diff(which)) + 1
+        starts = [0, *cuts.tolist()]
+        ends = [*cuts.tolist(), len(rows)]
+        pieces: dict[str, list[np.ndarray]] = {f: [] for f in self.fields}
+        for a, b in zip(starts, ends, strict=True):
+            k = int(which[a])
+            data = part.read_block(blocks.start + k, self.fields, [])
+            local = rows[a:b] - int(row_lo[k])
+            for f in self.fields:
+                pieces[f].append(data[f][local])
+        for f in self.fields:
+            self.fvals[f].append(pieces[f][0] if len(pieces[f]) == 1 else np.concatenate(pieces[f]))
+
+
+def _cat(chunks: list[np.ndarray], dtype: Any) -> np.ndarray:
+    return np.concatenate(chunks) if chunks else np.empty(0, dtype=dtype)
+
+
+def _scan(
+    ctx: QueryContext,
+    opts: MeasureOptions,
+    sids: np.ndarray | None,
+    start: int | None,
+    end: int | None,
+    fields: list[str],
+    tags: list[str] | None,
+    always: Sequence[str] = (),
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(series, timestamp, version, fields, tags) of the surviving points in range, in write
+    order. `tags=None` reads every tag any part has, and the `always` ones (filtered tags)."""
+    lo = -(2**63) if start is None else start
+    hi = 2**64 if end is None else end
+    parts = list(ctx.parts(start, end))
+    if tags is None:
+        tags = sorted({t for p in parts for t in p.meta.tags} | set(always))
+    got = _Collected(fields, tags)
+    if sids is not None and not len(sids):
+        parts = []
+    for part in parts:
+        grans = part.index.granules
+        cand = (grans["max_ts"] >= lo) & (grans["min_ts"] < hi)
+        if sids is not None:
+            first = np.fromiter(map(_key_to_int, part.index.first_keys), dtype=np.int64, count=len(grans))
+            last = np.fromiter(map(_key_to_int, part.index.last_keys), dtype=np.int64, count=len(grans))
+            cand &= np.searchsorted(sids, first, side="left") < np.searchsorted(sids, last, side="right")
+        for g in np.flatnonzero(cand).tolist():
+            got.add_granule(part, g, sids, lo, hi)
+    series = _cat(got.series, np.int64)
+    ts = _cat(got.ts, np.int64)
+    version = _cat(got.version, np.int64)
+    keep = winners(series, ts, version)
+    fvals = {f: _cat(got.fvals[f], _DTYPES[opts.field_type(f)])[keep] for f in fields}
+    tvals = {t: _cat(got.tvals[t], object)[keep] for t in tags}
+    return series[keep], ts[keep], version[keep], fvals, tvals
+
+
+def run(
+    opts: MeasureOptions,
+    ctx: QueryContext,
+    *,
+    entity: Mapping[str, Any] | None = None,
+    entities: Sequence[Mapping[str, Any]] | None = None,
+    series_ids: Sequence[int] | None = None,
+    start: int | None = None,
+    end: int | None = None,
+    tags: Mapping[str, Any] | None = None,
+    fields: Sequence[str] | None = None,
+    tag_projection: Sequence[str] | None = None,
+    order: str = "asc",
+    limit: int | None = None,
+    agg: str | None = None,
+    field: str | None = None,
+    by_series: bool = False,
+) -> MeasureResult | AggregateResult:
+    """Points (or an aggregate) of the selected series with start <= timestamp < end.
+
+    Series: `entity={tag: value, ...}` (every entity tag), `entities=[...]`, `series_ids=[...]`,
+    or none of them for every series. `tags={name: value | [values] | predicate}` keeps points
+    whose tags match every condition (equality is type-strict: 1 and "1" differ). Points come
+    ordered by timestamp, then series ID (`order="desc"` reverses), at most `limit` of them, with
+    the `fields` (default all) and `tag_projection` (default all tags) asked for.
+    `agg="count"|"sum"|"min"|"max"|"avg"` over `field` (count needs none) returns an
+    `AggregateResult`: across series, or per series with `by_series=True`.
+    """
+    start, end = _int_or_none("start", start), _int_or_none("end", end)
+    if order not in ("asc", "desc"):
+        raise _bad("order", f"must be 'asc' or 'desc', got {order!r}")
+    if limit is not None and (type(limit) is not int or limit < 0):
+        raise _bad("limit", f"must be a non-negative int, got {limit!r}")
+    if tags is not None and not isinstance(tags, Mapping):
+        raise _bad("tags", f"must be a mapping of tag -> condition, got {type(tags).__name__}")
+    conds = {str(k): _tag_predicate(str(k), v) for k, v in (tags or {}).items()}
+    sids = resolve_series(opts, entity, entities, series_ids)
+    if agg is not None:
+        if fields is not None or tag_projection is not None or limit is not None or order != "asc":
+            raise _bad("agg", "an aggregate takes no fields, tag_projection, limit or order")
+        return _aggregate(ctx, opts, sids, start, end, conds, agg, field, by_series)
+    if field is not None or by_series:
+        raise _bad("field" if field is not None else "by_series", "only meaningful with agg=")
+    want_fields = _names("fields", fields, opts.field_names)
+    want_fields = opts.field_names if want_fields is None else want_fields
+    proj = _names("tag_projection", tag_projection, None)
+    read_tags = None if proj is None else list(dict.fromkeys([*proj, *conds]))
+    series, ts, version, fvals, tvals = _scan(
+        ctx, opts, sids, start, end, want_fields, read_tags, list(conds)
+    )
+    mask = _filter(tvals, conds, len(ts))
+    idx = np.flatnonzero(mask)
+    idx = idx[np.lexsort((series[idx], ts[idx]))]
+    if order == "desc":
+        idx = idx[::-1]
+    if limit is not None:
+        idx = idx[:limit]
+    out_tags = sorted(tvals) if proj is None else proj
+    return MeasureResult(
+        series[idx],
+        ts[idx],
+        version[idx],
+        {f: fvals[f][idx] for f in want_fields},
+        {t: tvals[t][idx] for t in out_tags},
+    )
+
+
+def _filter(tvals: dict[str, np.ndarray], conds: dict[str, Callable[[Any], bool]], n: int) -> np.ndarray:
+    mask = np.ones(n, dtype=bool)
+    for name, pred in conds.items():
+        col = tvals[name]
+        cache: dict[tuple[type, Any], bool] = {}
+        hit = np.empty(n, dtype=bool)
+        for i, v in enumerate(col.tolist()):
+            try:
+                key = (type(v), v)
+                r = cache.get(key)
+                if r is None:
+                    r = cache[key] = bool(pred(v))
+            except TypeError:  # unhashable cannot happen for tag values; be safe anyway
+                r = bool(pred(v))
+            hit[i] = r
+        mask &= hit
+    return mask
+
+
+def _aggregate(
+    ctx: QueryContext,
+    opts: MeasureOptions,
+    sids: np.ndarray | None,
+    start: int | None,
+    end: int | None,
+    conds: dict[str, Callable[[Any], bool]],
+    agg: str,
+    field: str | None,
+    by_series: bool,
+) -> AggregateResult:
+    if agg not in AGGREGATES:
+        raise _bad("agg", f"must be one of {', '.join(AGGREGATES)}, got {agg!r}")
+    if type(by_series) is not bool:
+        raise _bad("by_series", f"must be a bool, got {by_series!r}")
+    if field is None and agg != "count":
+        raise _bad("field", f"{agg} needs a field")
+    if field is not None:
+        if field not in opts.field_names:
+            raise _bad(
+                "field", f"{field!r} is not a field of this measure (fields: {', '.join(opts.field_names)})"
+            )
+        if opts.field_type(field) not in _NUMERIC and agg != "count":
+            raise _bad("field", f"{agg} needs a numeric field; {field!r} is {opts.field_type(field)}")
+    read_tags = list(dict.fromkeys([*conds, *(opts.entity if by_series else ())]))
+    series, _ts, _v, fvals, tvals = _scan(ctx, opts, sids, start, end, [field] if field else [], read_tags)
+    idx = np.flatnonzero(_filter(tvals, conds, len(series)))
+    vals = fvals[field][idx] if field else np.zeros(len(idx))
+    if not by_series:
+        return AggregateResult(
+            agg, field, None, {}, _reduce_all(agg, vals), np.array([len(idx)], dtype=np.int64)
+        )
+    series = series[idx]
+    order = np.argsort(series, kind="stable")
+    series, vals = series[order], vals[order]
+    uniq, first, counts = np.unique(series, return_index=True, return_counts=True)
+    if agg == "count":
+        value: np.ndarray = counts.astype(np.int64)
+    elif not len(uniq):
+        value = np.empty(0, dtype=np.float64 if agg == "avg" else vals.dtype)
+    elif agg in ("sum", "avg"):
+        value = np.add.reduceat(vals, first)
+        if agg == "avg":
+            value = value / counts
+    elif agg == "min":
+        value = np.minimum.reduceat(vals, first)
+    else:
+        value = np.maximum.reduceat(vals, first)
+    ent = {t: tvals[t][idx][order][first] for t in opts.entity}
+    return AggregateResult(agg, field, uniq, ent, value, counts.astype(np.int64))
+
+
+def _reduce_all(agg: str, vals: np.ndarray) -> np.ndarray:
+    n = len(vals)
+    if agg == "count":
+        return np.array([n], dtype=np.int64)
+    if agg == "sum":
+        return np.array([vals.sum()], dtype=vals.dtype)
+    if n == 0:  # min, max and avg of nothing: no value
+        return np.array([None], dtype=object)
+    if agg == "avg":
+        return np.array([vals.mean()], dtype=np.float64)
+    return np.array([vals.min() if agg == "min" else vals.max()], dtype=vals.dtype)
