@@ -125,15 +125,18 @@ def _tag_predicate(name: str, want: Any) -> Callable[[Any], bool]:
     return lambda v: type(v) is type(want) and v == want
 
 
-class _Collected:
-    """Rows read from every part, in read order (= write order: oldest data first)."""
+class _Scan:
+    """Rows selected from every part in read order (= write order: oldest data first), with their
+    series, timestamps, versions and tags. Field values are fetched last (`fields`), for the rows
+    that survive deduplication, tag filters and the limit only: a selective query never reads the
+    field blocks of rows it drops."""
 
-    def __init__(self, fields: list[str], tags: list[str]) -> None:
-        self.fields, self.tags = fields, tags
+    def __init__(self, tags: list[str]) -> None:
+        self.tags = tags
+        self.refs: list[tuple[PartReader, int, np.ndarray]] = []
         self.series: list[np.ndarray] = []
         self.ts: list[np.ndarray] = []
         self.version: list[np.ndarray] = []
-        self.fvals: dict[str, list[np.ndarray]] = {f: [] for f in fields}
         self.tvals: dict[str, list[np.ndarray]] = {t: [] for t in tags}
 
     def add_granule(self, part: PartReader, g: int, sids: np.ndarray | None, lo: int, hi: int) -> None:
@@ -145,59 +148,96 @@ class _Collected:
         rows = np.flatnonzero(m)
         if not len(rows):
             return
+        self.refs.append((part, g, rows))
         self.series.append(s[rows])
         self.ts.append(t[rows])
         self.version.append(part.granule_column(g, "version")[rows])
-        if self.fields:
-            self._add_fields(part, g, rows)
         for tag in self.tags:
             col = part.granule_tag(g, tag, rows=rows)
             if col is None:  # this part has no such tag
                 col = np.full(len(rows), None, dtype=object)
             self.tvals[tag].append(col)
 
-    def _add_fields(self, part: PartReader, g: int, rows: np.ndarray) -> None:
-        """Field values of `rows` (granule row indices, ascending): read from the blocks that
-        hold them only, each block's rows being one run."""
-        blocks = part.granule_blocks(g)
-        row_lo = part.blocks.row_lo[blocks.start : blocks.stop]
-        which = np.searchsorted(row_lo, rows, side="right") - 1
-        cuts = np.flatnonzero(np.diff(which)) + 1
-        starts = [0, *cuts.tolist()]
-        ends = [*cuts.tolist(), len(rows)]
-        pieces: dict[str, list[np.ndarray]] = {f: [] for f in self.fields}
-        for a, b in zip(starts, ends, strict=True):
-            k = int(which[a])
-            data = part.read_block(blocks.start + k, self.fields, [])
-            local = rows[a:b] - int(row_lo[k])
-            for f in self.fields:
-                pieces[f].append(data[f][local])
-        for f in self.fields:
-            self.fvals[f].append(pieces[f][0] if len(pieces[f]) == 1 else np.concatenate(pieces[f]))
+    def fields(self, sel: np.ndarray, fields: list[str], dtypes: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Values of `fields` for the rows at `sel` (ascending indices into the scan order)."""
+        pieces: dict[str, list[np.ndarray]] = {f: [] for f in fields}
+        off = 0
+        for part, g, rows in self.refs:
+            a, b = np.searchsorted(sel, [off, off + len(rows)])
+            if a < b:
+                got = _block_fields(part, g, rows[sel[a:b] - off], fields)
+                for f in fields:
+                    pieces[f].append(got[f])
+            off += len(rows)
+        return {f: _cat(pieces[f], dtypes[f]) for f in fields}
+
+
+def _block_fields(part: PartReader, g: int, rows: np.ndarray, fields: list[str]) -> dict[str, np.ndarray]:
+    """Field values of `rows` (granule row indices, ascending), read from the blocks holding them
+    only: each block's rows are one run."""
+    blocks = part.granule_blocks(g)
+    row_lo = part.blocks.row_lo[blocks.start : blocks.stop]
+    which = np.searchsorted(row_lo, rows, side="right") - 1
+    cuts = np.flatnonzero(np.diff(which)) + 1
+    starts = [0, *cuts.tolist()]
+    ends = [*cuts.tolist(), len(rows)]
+    pieces: dict[str, list[np.ndarray]] = {f: [] for f in fields}
+    for a, b in zip(starts, ends, strict=True):
+        k = int(which[a])
+        data = part.read_block(blocks.start + k, fields, [])
+        local = rows[a:b] - int(row_lo[k])
+        for f in fields:
+            pieces[f].append(data[f][local])
+    return {f: pieces[f][0] if len(pieces[f]) == 1 else np.concatenate(pieces[f]) for f in fields}
 
 
 def _cat(chunks: list[np.ndarray], dtype: Any) -> np.ndarray:
     return np.concatenate(chunks) if chunks else np.empty(0, dtype=dtype)
 
 
+class _Selected:
+    """The surviving points of a scan (after highest-version-wins), fields fetched on demand."""
+
+    def __init__(self, scan: _Scan, opts: MeasureOptions) -> None:
+        series = _cat(scan.series, np.int64)
+        ts = _cat(scan.ts, np.int64)
+        version = _cat(scan.version, np.int64)
+        self._keep = keep = winners(series, ts, version)
+        self.series, self.ts, self.version = series[keep], ts[keep], version[keep]
+        self.tags = {t: _cat(scan.tvals[t], object)[keep] for t in scan.tags}
+        self._scan = scan
+        self._dtypes = {f: _DTYPES[t] for f, t in opts.fields}
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def fields(self, idx: np.ndarray, fields: list[str]) -> dict[str, np.ndarray]:
+        """Field values of the points at `idx` (any order, no repeats), in that order."""
+        asc = np.sort(idx)
+        got = self._scan.fields(self._keep[asc], fields, self._dtypes)
+        if len(idx) > 1 and not np.array_equal(asc, idx):
+            back = np.searchsorted(asc, idx)
+            got = {f: v[back] for f, v in got.items()}
+        return got
+
+
 def _scan(
     ctx: QueryContext,
-    opts: MeasureOptions,
     sids: np.ndarray | None,
     start: int | None,
     end: int | None,
-    fields: list[str],
     tags: list[str] | None,
     always: Sequence[str] = (),
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """(series, timestamp, version, fields, tags) of the surviving points in range, in write
-    order. `tags=None` reads every tag any part has, and the `always` ones (filtered tags)."""
+) -> _Scan:
+    """The rows in range of the selected series, read granule by granule from every part that
+    may hold some (pruned by time bounds and key ranges). `tags=None` reads every tag any part
+    has, and the `always` ones (filtered tags)."""
     lo = -(2**63) if start is None else start
     hi = 2**64 if end is None else end
     parts = list(ctx.parts(start, end))
     if tags is None:
         tags = sorted({t for p in parts for t in p.meta.tags} | set(always))
-    got = _Collected(fields, tags)
+    got = _Scan(tags)
     if sids is not None and not len(sids):
         parts = []
     for part in parts:
@@ -209,13 +249,7 @@ def _scan(
             cand &= np.searchsorted(sids, first, side="left") < np.searchsorted(sids, last, side="right")
         for g in np.flatnonzero(cand).tolist():
             got.add_granule(part, g, sids, lo, hi)
-    series = _cat(got.series, np.int64)
-    ts = _cat(got.ts, np.int64)
-    version = _cat(got.version, np.int64)
-    keep = winners(series, ts, version)
-    fvals = {f: _cat(got.fvals[f], _DTYPES[opts.field_type(f)])[keep] for f in fields}
-    tvals = {t: _cat(got.tvals[t], object)[keep] for t in tags}
-    return series[keep], ts[keep], version[keep], fvals, tvals
+    return got
 
 
 def run(
@@ -265,23 +299,20 @@ def run(
     want_fields = opts.field_names if want_fields is None else want_fields
     proj = _names("tag_projection", tag_projection, None)
     read_tags = None if proj is None else list(dict.fromkeys([*proj, *conds]))
-    series, ts, version, fvals, tvals = _scan(
-        ctx, opts, sids, start, end, want_fields, read_tags, list(conds)
-    )
-    mask = _filter(tvals, conds, len(ts))
-    idx = np.flatnonzero(mask)
-    idx = idx[np.lexsort((series[idx], ts[idx]))]
+    sel = _Selected(_scan(ctx, sids, start, end, read_tags, list(conds)), opts)
+    idx = np.flatnonzero(_filter(sel.tags, conds, len(sel)))
+    idx = idx[np.lexsort((sel.series[idx], sel.ts[idx]))]
     if order == "desc":
         idx = idx[::-1]
     if limit is not None:
         idx = idx[:limit]
-    out_tags = sorted(tvals) if proj is None else proj
+    out_tags = sorted(sel.tags) if proj is None else proj
     return MeasureResult(
-        series[idx],
-        ts[idx],
-        version[idx],
-        {f: fvals[f][idx] for f in want_fields},
-        {t: tvals[t][idx] for t in out_tags},
+        sel.series[idx],
+        sel.ts[idx],
+        sel.version[idx],
+        sel.fields(idx, want_fields),
+        {t: sel.tags[t][idx] for t in out_tags},
     )
 
 
@@ -329,14 +360,14 @@ def _aggregate(
         if opts.field_type(field) not in _NUMERIC and agg != "count":
             raise _bad("field", f"{agg} needs a numeric field; {field!r} is {opts.field_type(field)}")
     read_tags = list(dict.fromkeys([*conds, *(opts.entity if by_series else ())]))
-    series, _ts, _v, fvals, tvals = _scan(ctx, opts, sids, start, end, [field] if field else [], read_tags)
-    idx = np.flatnonzero(_filter(tvals, conds, len(series)))
-    vals = fvals[field][idx] if field else np.zeros(len(idx))
+    sel = _Selected(_scan(ctx, sids, start, end, read_tags), opts)
+    idx = np.flatnonzero(_filter(sel.tags, conds, len(sel)))
+    vals = sel.fields(idx, [field])[field] if field else np.zeros(len(idx))
     if not by_series:
         return AggregateResult(
             agg, field, None, {}, _reduce_all(agg, vals), np.array([len(idx)], dtype=np.int64)
         )
-    series = series[idx]
+    series = sel.series[idx]
     order = np.argsort(series, kind="stable")
     series, vals = series[order], vals[order]
     uniq, first, counts = np.unique(series, return_index=True, return_counts=True)
@@ -352,7 +383,7 @@ def _aggregate(
         value = np.minimum.reduceat(vals, first)
     else:
         value = np.maximum.reduceat(vals, first)
-    ent = {t: tvals[t][idx][order][first] for t in opts.entity}
+    ent = {t: sel.tags[t][idx][order][first] for t in opts.entity}
     return AggregateResult(agg, field, uniq, ent, value, counts.astype(np.int64))
 
 
