@@ -274,3 +274,26 @@ def test_crash_at_every_operation_of_define_leaves_it_absent_or_whole(mode: str)
             )
         finally:
             s.close()
+
+
+def test_repair_validates_parts_with_the_datasets_own_schema() -> None:
+    """A damaged newest manifest of a dataset whose schema comes from its options: repair must
+    read the parts with that schema (the engine's placeholder schema would call them corrupt)."""
+    from lamina.repair import repair_store
+
+    fs = SimFS()
+    _stored(fs)
+    with open_store(fs) as s:
+        g = s.engine("gauge")
+        g.write(_batch("celsius", base=10), dataset="temp")
+        g.flush()
+        (table,) = g.tables("temp")
+        tdir = table.path
+    newest = max(n for n in fs.listdir(tdir) if n.endswith(".snp"))
+    fs.corrupt(posixpath.join(tdir, newest), 4, b"#")
+    with pytest.raises(lamina.CorruptManifestError):
+        open_store(fs)
+    (result,) = repair_store(ROOT, fs=fs, registry=_registry())
+    assert len(result.live) == 2 and not result.quarantined
+    with open_store(fs) as s:
+        assert len(s.engine("gauge").query(dataset="temp")) == 6
