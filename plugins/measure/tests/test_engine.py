@@ -175,6 +175,23 @@ def test_arrow_export(filled: lamina.EngineHandle) -> None:
     assert isinstance(t, pa.Table)
     assert t.num_rows == 30
     assert t.column("requests").to_pylist()[:3] == [1, 1, 1]
+    assert sorted(t.column("tags.region").to_pylist()[:3]) == ["eu", "eu", "us"]  # t0: 3 series
+    agg = filled.query(dataset="http", agg="count", by_series=True).to_arrow()
+    assert agg.column("count").to_pylist() == [10, 10, 10]
+
+
+def test_arrow_export_names_a_column_arrow_cannot_hold(
+    http: lamina.EngineHandle, points: Callable, t0: int
+) -> None:
+    pytest.importorskip("pyarrow")
+    http.write(
+        points(
+            [("a", "1", t0, 0, 1.0, 1, "x"), ("a", "1", t0 + 1, 0, 1.0, 1, "x")], [{"z": 1}, {"z": "one"}]
+        ),
+        dataset="http",
+    )
+    with pytest.raises(ValueError, match=r"tags\.z"):
+        http.query(dataset="http").to_arrow()
 
 
 @pytest.mark.parametrize(
@@ -284,3 +301,16 @@ def test_demo_checks_its_queries(open_store: Callable) -> None:
     assert len(report.queries) == 4
     assert all(q.ok for q in report.queries), report.queries
     assert all(q.result == q.expected for q in report.queries)
+
+
+def test_lamina_check_reads_a_measure_with_its_own_schema(filled: lamina.EngineHandle) -> None:
+    from lamina.check import check_store
+
+    filled.flush()
+    filled.merge_now()
+    reg = Registry()
+    reg._add_engine(ENGINE, "<test>")
+    report = check_store(filled.store.path, fs=filled.store.fs, registry=reg, deep=True)
+    assert report.ok, report.problems
+    assert [t.dataset for t in report.tables] == ["http"]
+    assert report.parts_checked == 1 and report.frames_checked > 0

@@ -31,7 +31,13 @@ def _arrow(columns: dict[str, np.ndarray]) -> Any:
         raise ImportError(
             "to_arrow() needs pyarrow: pip install pyarrow (or lamina-measure[arrow])"
         ) from None
-    return pa.table({k: pa.array(v.tolist() if v.dtype == object else v) for k, v in columns.items()})
+    out = {}
+    for k, v in columns.items():
+        try:
+            out[k] = pa.array(v.tolist() if v.dtype == object else v)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as e:  # a tag holding str here, int there
+            raise ValueError(f"column {k!r} cannot be one Arrow column: {e}") from None
+    return pa.table(out)
 
 
 @attrs.frozen(eq=False)
