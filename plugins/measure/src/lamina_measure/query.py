@@ -126,18 +126,20 @@ def _tag_predicate(name: str, want: Any) -> Callable[[Any], bool]:
 
 
 class _Scan:
-    """Rows selected from every part in read order (= write order: oldest data first), with their
-    series, timestamps, versions and tags. Field values are fetched last (`fields`), for the rows
-    that survive deduplication, tag filters and the limit only: a selective query never reads the
-    field blocks of rows it drops."""
+    """Rows selected from every part in read order (= write order: oldest data first): their
+    series, timestamps and versions, and the tags a filter needs. Field values and projected tags
+    are fetched last (`fetch`), for the rows that survive deduplication, tag filters and the limit
+    only: a selective query never reads the field blocks or tag values of rows it drops."""
 
-    def __init__(self, tags: list[str]) -> None:
-        self.tags = tags
+    def __init__(self, filter_tags: list[str]) -> None:
+        self.filter_tags = filter_tags
+        #: every tag of the parts read, for a query projecting all tags
+        self.all_tags: set[str] = set()
         self.refs: list[tuple[PartReader, int, np.ndarray]] = []
         self.series: list[np.ndarray] = []
         self.ts: list[np.ndarray] = []
         self.version: list[np.ndarray] = []
-        self.tvals: dict[str, list[np.ndarray]] = {t: [] for t in tags}
+        self.tvals: dict[str, list[np.ndarray]] = {t: [] for t in filter_tags}
 
     def add_granule(self, part: PartReader, g: int, sids: np.ndarray | None, lo: int, hi: int) -> None:
         s = part.granule_column(g, "series")
@@ -152,24 +154,37 @@ class _Scan:
         self.series.append(s[rows])
         self.ts.append(t[rows])
         self.version.append(part.granule_column(g, "version")[rows])
-        for tag in self.tags:
-            col = part.granule_tag(g, tag, rows=rows)
-            if col is None:  # this part has no such tag
-                col = np.full(len(rows), None, dtype=object)
-            self.tvals[tag].append(col)
+        for tag in self.filter_tags:
+            self.tvals[tag].append(_tag(part, g, tag, rows))
 
-    def fields(self, sel: np.ndarray, fields: list[str], dtypes: dict[str, Any]) -> dict[str, np.ndarray]:
-        """Values of `fields` for the rows at `sel` (ascending indices into the scan order)."""
-        pieces: dict[str, list[np.ndarray]] = {f: [] for f in fields}
+    def fetch(
+        self, sel: np.ndarray, fields: list[str], tags: list[str], dtypes: dict[str, Any]
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Values of `fields` and `tags` for the rows at `sel` (ascending indices into the scan
+        order)."""
+        fpieces: dict[str, list[np.ndarray]] = {f: [] for f in fields}
+        tpieces: dict[str, list[np.ndarray]] = {t: [] for t in tags}
         off = 0
         for part, g, rows in self.refs:
             a, b = np.searchsorted(sel, [off, off + len(rows)])
             if a < b:
-                got = _block_fields(part, g, rows[sel[a:b] - off], fields)
-                for f in fields:
-                    pieces[f].append(got[f])
+                want = rows[sel[a:b] - off]
+                if fields:
+                    got = _block_fields(part, g, want, fields)
+                    for f in fields:
+                        fpieces[f].append(got[f])
+                for t in tags:
+                    tpieces[t].append(_tag(part, g, t, want))
             off += len(rows)
-        return {f: _cat(pieces[f], dtypes[f]) for f in fields}
+        return (
+            {f: _cat(fpieces[f], dtypes[f]) for f in fields},
+            {t: _cat(tpieces[t], object) for t in tags},
+        )
+
+
+def _tag(part: PartReader, g: int, tag: str, rows: np.ndarray) -> np.ndarray:
+    col = part.granule_tag(g, tag, rows=rows)
+    return np.full(len(rows), None, dtype=object) if col is None else col  # part lacks the tag
 
 
 def _block_fields(part: PartReader, g: int, rows: np.ndarray, fields: list[str]) -> dict[str, np.ndarray]:
@@ -179,6 +194,10 @@ def _block_fields(part: PartReader, g: int, rows: np.ndarray, fields: list[str])
     row_lo = part.blocks.row_lo[blocks.start : blocks.stop]
     which = np.searchsorted(row_lo, rows, side="right") - 1
     cuts = np.flatnonzero(np.diff(which)) + 1
+    if len(cuts) >= 1 and 4 * (len(cuts) + 1) >= len(blocks):
+        # a quarter of the granule's blocks or more: one read and no per-block calls
+        whole = part.granule_block_columns(g, fields)
+        return {f: whole[f][rows] for f in fields}
     starts = [0, *cuts.tolist()]
     ends = [*cuts.tolist(), len(rows)]
     pieces: dict[str, list[np.ndarray]] = {f: [] for f in fields}
@@ -192,33 +211,48 @@ def _block_fields(part: PartReader, g: int, rows: np.ndarray, fields: list[str])
 
 
 def _cat(chunks: list[np.ndarray], dtype: Any) -> np.ndarray:
+    if len(chunks) == 1:
+        return chunks[0]
     return np.concatenate(chunks) if chunks else np.empty(0, dtype=dtype)
 
 
 class _Selected:
-    """The surviving points of a scan (after highest-version-wins), fields fetched on demand."""
+    """The surviving points of a scan (after highest-version-wins): series, timestamps, versions
+    and filter tags at hand, fields and other tags fetched on demand."""
 
     def __init__(self, scan: _Scan, opts: MeasureOptions) -> None:
         series = _cat(scan.series, np.int64)
         ts = _cat(scan.ts, np.int64)
         version = _cat(scan.version, np.int64)
-        self._keep = keep = winners(series, ts, version)
-        self.series, self.ts, self.version = series[keep], ts[keep], version[keep]
-        self.tags = {t: _cat(scan.tvals[t], object)[keep] for t in scan.tags}
+        # Every part is already deduplicated (the rule runs when a part is built: flush, merge,
+        # memory view of the buffer), so points from a single part need no second pass.
+        if len({id(part) for part, _, _ in scan.refs}) <= 1:
+            self._keep: np.ndarray | None = None
+            self.series, self.ts, self.version = series, ts, version
+            self.tags = {t: _cat(scan.tvals[t], object) for t in scan.filter_tags}
+        else:
+            self._keep = keep = winners(series, ts, version)
+            self.series, self.ts, self.version = series[keep], ts[keep], version[keep]
+            self.tags = {t: _cat(scan.tvals[t], object)[keep] for t in scan.filter_tags}
         self._scan = scan
         self._dtypes = {f: _DTYPES[t] for f, t in opts.fields}
 
     def __len__(self) -> int:
         return len(self.ts)
 
-    def fields(self, idx: np.ndarray, fields: list[str]) -> dict[str, np.ndarray]:
-        """Field values of the points at `idx` (any order, no repeats), in that order."""
+    def fetch(
+        self, idx: np.ndarray, fields: list[str], tags: list[str]
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Fields and tags of the points at `idx` (any order, no repeats), in that order."""
+        if not fields and not tags:
+            return {}, {}
         asc = np.sort(idx)
-        got = self._scan.fields(self._keep[asc], fields, self._dtypes)
+        f, t = self._scan.fetch(asc if self._keep is None else self._keep[asc], fields, tags, self._dtypes)
         if len(idx) > 1 and not np.array_equal(asc, idx):
             back = np.searchsorted(asc, idx)
-            got = {f: v[back] for f, v in got.items()}
-        return got
+            f = {k: v[back] for k, v in f.items()}
+            t = {k: v[back] for k, v in t.items()}
+        return f, t
 
 
 def _scan(
@@ -226,18 +260,14 @@ def _scan(
     sids: np.ndarray | None,
     start: int | None,
     end: int | None,
-    tags: list[str] | None,
-    always: Sequence[str] = (),
+    filter_tags: list[str],
 ) -> _Scan:
     """The rows in range of the selected series, read granule by granule from every part that
-    may hold some (pruned by time bounds and key ranges). `tags=None` reads every tag any part
-    has, and the `always` ones (filtered tags)."""
+    may hold some (pruned by time bounds and key ranges), with the tags a filter needs."""
     lo = -(2**63) if start is None else start
     hi = 2**64 if end is None else end
     parts = list(ctx.parts(start, end))
-    if tags is None:
-        tags = sorted({t for p in parts for t in p.meta.tags} | set(always))
-    got = _Scan(tags)
+    got = _Scan(filter_tags)
     if sids is not None and not len(sids):
         parts = []
     for part in parts:
@@ -247,7 +277,10 @@ def _scan(
             first = np.fromiter(map(_key_to_int, part.index.first_keys), dtype=np.int64, count=len(grans))
             last = np.fromiter(map(_key_to_int, part.index.last_keys), dtype=np.int64, count=len(grans))
             cand &= np.searchsorted(sids, first, side="left") < np.searchsorted(sids, last, side="right")
-        for g in np.flatnonzero(cand).tolist():
+        hits = np.flatnonzero(cand).tolist()
+        if hits:
+            got.all_tags.update(part.meta.tags)
+        for g in hits:
             got.add_granule(part, g, sids, lo, hi)
     return got
 
@@ -298,22 +331,16 @@ def run(
     want_fields = _names("fields", fields, opts.field_names)
     want_fields = opts.field_names if want_fields is None else want_fields
     proj = _names("tag_projection", tag_projection, None)
-    read_tags = None if proj is None else list(dict.fromkeys([*proj, *conds]))
-    sel = _Selected(_scan(ctx, sids, start, end, read_tags, list(conds)), opts)
+    sel = _Selected(_scan(ctx, sids, start, end, list(conds)), opts)
     idx = np.flatnonzero(_filter(sel.tags, conds, len(sel)))
     idx = idx[np.lexsort((sel.series[idx], sel.ts[idx]))]
     if order == "desc":
         idx = idx[::-1]
     if limit is not None:
         idx = idx[:limit]
-    out_tags = sorted(sel.tags) if proj is None else proj
-    return MeasureResult(
-        sel.series[idx],
-        sel.ts[idx],
-        sel.version[idx],
-        sel.fields(idx, want_fields),
-        {t: sel.tags[t][idx] for t in out_tags},
-    )
+    out_tags = sorted(sel._scan.all_tags | set(conds)) if proj is None else proj
+    fvals, tvals = sel.fetch(idx, want_fields, out_tags)
+    return MeasureResult(sel.series[idx], sel.ts[idx], sel.version[idx], fvals, tvals)
 
 
 def _filter(tvals: dict[str, np.ndarray], conds: dict[str, Callable[[Any], bool]], n: int) -> np.ndarray:
@@ -359,10 +386,9 @@ def _aggregate(
             )
         if opts.field_type(field) not in _NUMERIC and agg != "count":
             raise _bad("field", f"{agg} needs a numeric field; {field!r} is {opts.field_type(field)}")
-    read_tags = list(dict.fromkeys([*conds, *(opts.entity if by_series else ())]))
-    sel = _Selected(_scan(ctx, sids, start, end, read_tags), opts)
+    sel = _Selected(_scan(ctx, sids, start, end, list(conds)), opts)
     idx = np.flatnonzero(_filter(sel.tags, conds, len(sel)))
-    vals = sel.fields(idx, [field])[field] if field else np.zeros(len(idx))
+    vals = sel.fetch(idx, [field], [])[0][field] if field else np.zeros(len(idx))
     if not by_series:
         return AggregateResult(
             agg, field, None, {}, _reduce_all(agg, vals), np.array([len(idx)], dtype=np.int64)
@@ -383,7 +409,8 @@ def _aggregate(
         value = np.minimum.reduceat(vals, first)
     else:
         value = np.maximum.reduceat(vals, first)
-    ent = {t: sel.tags[t][idx][order][first] for t in opts.entity}
+    # entity values from one point per series: the tags of the others are never read
+    _, ent = sel.fetch(idx[order[first]], [], list(opts.entity))
     return AggregateResult(agg, field, uniq, ent, value, counts.astype(np.int64))
 
 
