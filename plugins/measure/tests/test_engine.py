@@ -240,6 +240,9 @@ def test_bad_points_are_refused_naming_the_field_and_lose_nothing(
         ({"agg": "sum", "field": "code"}, "field"),
         ({"agg": "count", "limit": 3}, "agg"),
         ({"by_series": True}, "by_series"),
+        ({"tags": {"region": [["eu"]]}}, "tags.region"),
+        ({"tags": {"region": {"eu": 1}}}, "tags.region"),
+        ({"tags": ["region"]}, "tags"),
     ],
 )
 def test_bad_queries_are_refused_naming_the_parameter(

@@ -116,7 +116,10 @@ def _tag_predicate(name: str, want: Any) -> Callable[[Any], bool]:
     if callable(want):
         return lambda v: v is not None and bool(want(v))
     if isinstance(want, list | tuple | set | frozenset):
-        allowed = {(type(a), a) for a in want}
+        try:
+            allowed = {(type(a), a) for a in want}
+        except TypeError:  # an unhashable value can never equal a tag value
+            raise _bad(f"tags.{name}", f"a list of tag values must hold scalars, got {want!r}") from None
         return lambda v: (type(v), v) in allowed
     if isinstance(want, dict | np.ndarray):
         raise _bad(
