@@ -288,7 +288,7 @@ def render(results: list[Result], points: int) -> str:
     ]
     names = [r.name for r in results]
     width = max(len(x[0]) for x in rows) + 2
-    lines = ["".ljust(width) + "".join(n.rjust(26) for n in names) + "   ratio (Lamina / peer)"]
+    lines = ["".ljust(width) + "".join(n.rjust(26) for n in names) + "   Lamina / peer"]
     for label, fn, fmt, higher in rows:
         vals = [fn(r) for r in results]
         ratios = [vals[0] / v if v else float("nan") for v in vals[1:]]
@@ -296,7 +296,9 @@ def render(results: list[Result], points: int) -> str:
             label.ljust(width)
             + "".join(fmt.format(v).rjust(26) for v in vals)
             + "   "
-            + ", ".join(f"{x:.2f}x" + (" (higher is better)" if higher else "") for x in ratios)
+            + ", ".join(
+                f"{x:.2f}x" + (" (higher is better)" if higher else " (lower is better)") for x in ratios
+            )
         )
     for r in results:
         for wr in r.wrong:
