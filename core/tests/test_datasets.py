@@ -297,3 +297,30 @@ def test_repair_validates_parts_with_the_datasets_own_schema() -> None:
     assert len(result.live) == 2 and not result.quarantined
     with open_store(fs) as s:
         assert len(s.engine("gauge").query(dataset="temp")) == 6
+
+
+def test_lamina_block_schema_still_overrides_a_datasets_schema() -> None:
+    """A plugin's `lamina_block_schema` answer wins over the options-derived schema (here: a
+    tiny row cut), and the data still round-trips."""
+    from lamina.hookspecs import hookimpl
+
+    class TinyBlocks:
+        @hookimpl
+        def lamina_block_schema(self, engine: lamina.Engine, dataset: str) -> BlockSchema | None:
+            return attrs.evolve(engine.schema, block_max_rows=2) if dataset == "temp" else None
+
+    reg = _registry()
+    reg.register_plugin(TinyBlocks(), "tiny-blocks")
+    with lamina.Store(ROOT, fs=SimFS(), registry=reg, background=False) as s:
+        g = s.engine("gauge")
+        g.define("temp", column="celsius")
+        g.define("other", column="celsius")
+        assert g.schema("temp").block_max_rows == 2
+        assert [c.name for c in g.schema("temp").columns] == ["key", "ts", "celsius"]
+        assert g.schema("other").block_max_rows == 0
+        g.write(_batch("celsius", n=8), dataset="temp")
+        g.flush()
+        (table,) = g.tables("temp")
+        (part,) = table.live_parts
+        assert len(part.reader.blocks.keys) == 4  # 2 keys x 4 rows, cut every 2 rows
+        assert len(g.query(dataset="temp")) == 8
