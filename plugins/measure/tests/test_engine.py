@@ -317,3 +317,25 @@ def test_lamina_check_reads_a_measure_with_its_own_schema(filled: lamina.EngineH
     assert report.ok, report.problems
     assert [t.dataset for t in report.tables] == ["http"]
     assert report.parts_checked == 1 and report.frames_checked > 0
+
+
+def test_write_rows_derives_series_and_default_version(http: lamina.EngineHandle, t0: int) -> None:
+    http.write_rows(
+        [
+            {"timestamp": t0, "latency": 1.0, "requests": 1, "code": "200", "tags": API1},
+            {"timestamp": t0 + 1, "latency": 2.0, "requests": 2, "code": "200", "tags": API1},
+        ],
+        dataset="http",
+    )
+    r = http.query(dataset="http", entity=API1)
+    assert r.series.tolist() == [series_id(["api", "i-1"])] * 2
+    assert r.version.tolist() == [0, 0]
+    with pytest.raises(InvalidInputError) as e:  # a version on some rows only
+        http.write_rows(
+            [
+                {"timestamp": t0, "latency": 1.0, "requests": 1, "code": "x", "tags": API1},
+                {"timestamp": t0, "version": 3, "latency": 1.0, "requests": 1, "code": "x", "tags": API1},
+            ],
+            dataset="http",
+        )
+    assert (e.value.field, e.value.row) == ("version", 0)
