@@ -304,6 +304,9 @@ def test_demo_checks_its_queries(open_store: Callable) -> None:
     assert len(report.queries) == 4
     assert all(q.ok for q in report.queries), report.queries
     assert all(q.result == q.expected for q in report.queries)
+    # the same run again into the same store rewrites the same points: still every answer right
+    again = ENGINE.demo(h, rows=3000, seed=7, now_ns=1_700_000_000_000_000_000, advance=moved.append)
+    assert all(q.ok for q in again.queries), again.queries
 
 
 def test_lamina_check_reads_a_measure_with_its_own_schema(filled: lamina.EngineHandle) -> None:
