@@ -207,6 +207,11 @@ def test_arrow_export_names_a_column_arrow_cannot_hold(
         (lambda b: b.pop("latency"), "latency", None),
         (lambda b: b.update(extra=[1, 2]), "extra", None),
         (lambda b: b.pop("tags"), "tags", None),
+        (lambda b: b.pop("timestamp"), "timestamp", None),
+        (lambda b: b.update(timestamp=5), "timestamp", None),
+        (lambda b: b.update(timestamp=[1, 2.5]), "timestamp", 1),
+        (lambda b: b.update(timestamp=[1]), "tags.service", None),
+        (lambda b: b["tags"].append({"service": "a", "instance": "b"}), "tags.service", None),
     ],
 )
 def test_bad_points_are_refused_naming_the_field_and_lose_nothing(

@@ -97,8 +97,12 @@ def normalize(opts: opt.MeasureOptions, batch: Mapping[str, Any]) -> dict[str, A
             "series", "is computed from the entity tags; do not pass it", engine=ENGINE_NAME
         )
     ts = batch.get("timestamp")
-    if ts is None or not _is_sequence(ts):
-        return batch  # the core names the missing or malformed column
+    if ts is None:
+        raise InvalidInputError("timestamp", "missing column", engine=ENGINE_NAME)
+    if not _is_sequence(ts):
+        raise InvalidInputError(
+            "timestamp", f"expected a sequence of values, got {type(ts).__name__}", engine=ENGINE_NAME
+        )
     n = len(ts)
     if "tags" not in batch:
         raise InvalidInputError(
