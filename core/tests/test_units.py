@@ -142,3 +142,18 @@ def test_int_block_keys_sort_like_integers() -> None:
     )
     vals = [-(2**63), -5, -1, 0, 1, 7, 2**63 - 1]
     assert sorted(vals, key=lambda v: key_of(s, v)) == vals
+
+
+def test_rows_to_batch_leaves_out_a_column_no_row_has_and_names_a_row_lacking_one() -> None:
+    from lamina.batch import rows_to_batch
+    from lamina.errors import InvalidInputError
+    from lamina.testing.kv import SCHEMA
+
+    batch = rows_to_batch(SCHEMA, [{"key": b"a", "ts": 1}, {"key": b"b", "ts": 2}])
+    assert set(batch) == {"key", "ts", "tags"}  # "value" is for the engine (or the check) to fill
+    with pytest.raises(InvalidInputError) as e:
+        rows_to_batch(SCHEMA, [{"key": b"a", "ts": 1, "value": b"x"}, {"key": b"b", "ts": 2}])
+    assert (e.value.field, e.value.row) == ("value", 1)
+    with pytest.raises(InvalidInputError) as e:
+        rows_to_batch(SCHEMA, [{"key": b"a", "ts": 1}, {"key": b"b", "ts": 2, "value": b"x"}])
+    assert (e.value.field, e.value.row) == ("value", 0)

@@ -18,6 +18,7 @@ except PackageNotFoundError:  # running from a source tree
 # A library never configures logging; it stays silent until the application enables it.
 _logger.disable("lamina")
 
+from lamina.datasets import DatasetError, DatasetSupport  # noqa: E402
 from lamina.engine import (  # noqa: E402
     API_VERSION,
     Capabilities,
@@ -58,6 +59,8 @@ __all__ = [
     "CorruptManifestError",
     "CorruptPartError",
     "CorruptionReason",
+    "DatasetError",
+    "DatasetSupport",
     "DemoQuery",
     "DemoReport",
     "DuplicateEngineError",

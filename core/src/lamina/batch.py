@@ -23,10 +23,15 @@ _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
 def rows_to_batch(
     schema: BlockSchema, rows: Iterable[Mapping[str, Any]], engine: str = ""
 ) -> dict[str, list[Any]]:
-    """Row convenience: a list of dicts -> a columnar batch."""
+    """Row convenience: a list of dicts -> a columnar batch.
+
+    A column no row has is left out of the batch (the engine's normalize may derive it, e.g. a
+    measure's series ID; otherwise the batch check names it); one that only some rows lack is an
+    error naming the first such row."""
     names = [c.name for c in schema.columns]
     out: dict[str, list[Any]] = {n: [] for n in names}
     tags = schema.tags_column
+    absent: set[str] | None = None  # columns every row so far lacks
     for i, row in enumerate(rows):
         if not isinstance(row, Mapping):
             raise InvalidInputError(
@@ -35,13 +40,19 @@ def rows_to_batch(
         extra = set(row) - set(names)
         if extra:
             raise InvalidInputError(sorted(extra)[0], "unknown column", engine=engine, row=i)
+        lacking = {n for n in names if n != tags and n not in row}
+        if absent is None:
+            absent = lacking
+        elif lacking != absent:
+            n = sorted(lacking ^ absent)[0]
+            raise InvalidInputError(n, "missing", engine=engine, row=i if n in lacking else 0)
         for n in names:
             if n == tags:
                 out[n].append(row.get(n) or {})
-            elif n not in row:
-                raise InvalidInputError(n, "missing", engine=engine, row=i)
-            else:
+            elif n in row:
                 out[n].append(row[n])
+    for n in absent or ():
+        del out[n]
     return out
 
 

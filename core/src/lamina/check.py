@@ -30,6 +30,7 @@ from enum import StrEnum
 import attrs
 
 from lamina import names
+from lamina.datasets import DATASET_FILE, DatasetError, engine_for
 from lamina.engine import Engine
 from lamina.errors import CorruptPartError, LaminaError
 from lamina.format.part_meta import SUPPORTED_VERSIONS, Manifest, QuarantineReason
@@ -74,6 +75,8 @@ class Kind(StrEnum):
     FOREIGN_ENTRY = "foreign_entry"
     ENGINE_NOT_INSTALLED = "engine_not_installed"
     BUSY = "busy"
+    #: A dataset's `dataset.json` (per-dataset options) is missing or damaged.
+    DATASET_OPTIONS = "dataset_options"
 
 
 @attrs.frozen
@@ -246,6 +249,8 @@ class _Checker:
                 continue
             for seg in self.listdir(dpath):
                 spath = posixpath.join(dpath, seg)
+                if seg == DATASET_FILE:  # the dataset's options (lamina.datasets), not a segment
+                    continue
                 if seg.endswith(names.DROPPING_SUFFIX) and self.fs.is_dir(spath):
                     self.add(
                         Severity.INFO,
@@ -425,6 +430,13 @@ class _Checker:
         # Listed parts.
         # The schema the store uses for this dataset: the engine's own unless a plugin extends it.
         hook = self.registry.pm.hook
+        try:  # an engine with per-dataset options reads parts with the dataset's schema
+            engine = engine_for(self.fs, self.root, engine, dataset)
+        except DatasetError as e:
+            res.problems.append(
+                Problem(Severity.DAMAGE, Kind.DATASET_OPTIONS, table, file=DATASET_FILE, detail=e.detail)
+            )
+            return res
         layout = hook.lamina_file_layout(engine=engine)
         schema = hook.lamina_block_schema(engine=engine, dataset=dataset) or engine.schema
         kinds = {c.name: c.kind for c in schema.columns}

@@ -12,6 +12,7 @@ from typing import Any
 
 import attrs
 
+from lamina.datasets import DatasetSupport
 from lamina.format.rows import Rows
 from lamina.schema import BlockSchema, FileLayout
 
@@ -109,6 +110,9 @@ class Engine:
     description: str = ""
     #: Optional workload for `lamina demo` (see `DemoFn`); engines without one are listed only.
     demo: DemoFn | None = None
+    #: Per-dataset options (a measure's fields, say): `EngineHandle.define` persists them and the
+    #: core derives each dataset's engine from them (see lamina.datasets). None: one static schema.
+    datasets: DatasetSupport | None = None
 
     def __attrs_post_init__(self) -> None:
         self.schema.check_layout(self.layout)

@@ -21,13 +21,17 @@ import attrs
 
 from lamina import names
 from lamina.commit import write_manifest
+from lamina.datasets import DatasetError, engine_for
 from lamina.errors import CorruptionReason, CorruptPartError, StoreLockedError
 from lamina.format.part_meta import SUPPORTED_VERSIONS, Manifest
 from lamina.format.part_reader import DirSource, PartReader
 from lamina.format.records import RecordError, load_record
 from lamina.io.fs import FileSystem
+from lamina.log import get_logger
 from lamina.quarantine import move_to_corrupt, reason_record
 from lamina.schema import ColumnKind
+
+log = get_logger(component="repair")
 
 
 @attrs.frozen
@@ -155,10 +159,7 @@ def repair_store(path: str, *, fs: FileSystem | None = None, registry: Any = Non
             epath = posixpath.join(root, engine_name)
             if not fs.is_dir(epath):
                 continue
-            layout = registry.pm.hook.lamina_file_layout(engine=engine)
             for dataset in fs.listdir(epath):
-                schema = registry.pm.hook.lamina_block_schema(engine=engine, dataset=dataset)
-                kinds = {c.name: c.kind for c in schema.columns}
                 dpath = posixpath.join(epath, dataset)
                 for seg in fs.listdir(dpath) if fs.is_dir(dpath) else []:
                     tdir = posixpath.join(dpath, seg, names.shard_name(0))
@@ -166,6 +167,15 @@ def repair_store(path: str, *, fs: FileSystem | None = None, registry: Any = Non
                         continue
                     if table_needs_repair(fs, tdir) is None:
                         continue
+                    try:  # per-dataset options decide the schema parts are validated against
+                        served = engine_for(fs, root, engine, dataset)
+                    except DatasetError as e:
+                        # without its options a dataset's parts cannot be validated: leave it alone
+                        log.error("repair skips {}: {}", tdir, e)
+                        continue
+                    layout = registry.pm.hook.lamina_file_layout(engine=served)
+                    schema = registry.pm.hook.lamina_block_schema(engine=served, dataset=dataset)
+                    kinds = {c.name: c.kind for c in schema.columns}
                     out.append(
                         rebuild_manifest(
                             fs,

@@ -19,6 +19,7 @@ import numpy as np
 
 from lamina import __version__, names, txn
 from lamina.batch import columns_from_batch, rows_to_batch
+from lamina.datasets import canonical_options, engine_for, load_options, store_options
 from lamina.engine import Engine
 from lamina.errors import (
     CorruptPartError,
@@ -100,14 +101,61 @@ class EngineHandle:
             return t
 
     def _env_for(self, dataset: str) -> TableEnv:
-        """The table environment of a dataset: its schema may be overridden by a plugin through
-        `lamina_block_schema` (the engine's own schema is the default)."""
+        """The table environment of a dataset: an engine with per-dataset options is specialised
+        by the dataset's stored options (lamina.datasets); its schema may then be overridden by a
+        plugin through `lamina_block_schema` (the engine's own schema is the default)."""
         env = self._envs.get(dataset)
         if env is None:
-            schema = self.store.registry.pm.hook.lamina_block_schema(engine=self.engine, dataset=dataset)
-            engine = self.engine if schema is self.engine.schema else attrs.evolve(self.engine, schema=schema)
-            env = self._envs[dataset] = attrs.evolve(self.env, engine=engine)
+            hook = self.store.registry.pm.hook
+            base = engine_for(self.store.fs, self.store.path, self.engine, dataset)
+            schema = hook.lamina_block_schema(engine=base, dataset=dataset)
+            engine = base if schema is base.schema else attrs.evolve(base, schema=schema)
+            layout = self.env.layout if base is self.engine else hook.lamina_file_layout(engine=base)
+            env = self._envs[dataset] = attrs.evolve(self.env, engine=engine, layout=layout)
         return env
+
+    def _served(self, dataset: str) -> Engine:
+        """The engine serving `dataset`; a dataset of a per-dataset-options engine that was never
+        defined is bad input, named as such (not a damaged store)."""
+        if (
+            self.engine.datasets is not None
+            and dataset not in self._envs
+            and load_options(self.store.fs, self.store.path, self.name, dataset) is None
+        ):
+            raise InvalidInputError(
+                "dataset",
+                f"{dataset!r} is not defined; call define({dataset!r}, ...) first",
+                engine=self.name,
+            )
+        return self._env_for(dataset).engine
+
+    def define(self, dataset: str, **options: Any) -> dict[str, Any]:
+        """Define `dataset` with engine-specific options, durably (see lamina.datasets). Returns
+        the canonical options. Defining it again with the same options is a no-op; with other
+        options it is refused: parts already stored must never be reinterpreted."""
+        self.store._check_open()
+        if not names.valid_dataset(dataset):
+            raise InvalidInputError("dataset", f"{dataset!r} is not a valid dataset name", engine=self.name)
+        canon = canonical_options(self.engine, dataset, options)
+        with self._lock:
+            old = load_options(self.store.fs, self.store.path, self.name, dataset)
+            if old is None:
+                store_options(self.store.fs, self.store.path, self.name, dataset, canon)
+                log.bind(engine=self.name).info("defined dataset {} of {}", dataset, self.name)
+            elif old != canon:
+                raise InvalidInputError(
+                    "options",
+                    f"dataset {dataset!r} is already defined with {old}; refusing to redefine it as "
+                    f"{canon} (its stored parts would be misread): use a new dataset name",
+                    engine=self.name,
+                )
+        return canon
+
+    def options(self, dataset: str = "default") -> dict[str, Any] | None:
+        """The stored options of `dataset` (None if never defined or the engine has none)."""
+        if self.engine.datasets is None:
+            return None
+        return load_options(self.store.fs, self.store.path, self.name, dataset)
 
     def schema(self, dataset: str = "default") -> Any:
         return self._env_for(dataset).engine.schema
@@ -120,6 +168,10 @@ class EngineHandle:
             dpath = posixpath.join(root, dataset)
             if not names.valid_dataset(dataset) or not fs.is_dir(dpath):
                 continue
+            if self.engine.datasets is not None and any(
+                names.parse_segment_name(s) is not None for s in fs.listdir(dpath)
+            ):
+                self._env_for(dataset)  # options missing or damaged: refuse now, naming the file
             for seg in fs.listdir(dpath):
                 spath = posixpath.join(dpath, seg)
                 if seg.endswith(names.DROPPING_SUFFIX):  # a retention drop cut short: finish it
@@ -147,8 +199,9 @@ class EngineHandle:
         if not names.valid_dataset(dataset):
             raise InvalidInputError("dataset", f"{dataset!r} is not a valid dataset name", engine=self.name)
         # The engine adapts its users' conventions; the core then validates strictly.
+        served = self._served(dataset)
         schema = self.schema(dataset)
-        rows = _own(columns_from_batch(schema, self.engine.normalize(batch), self.name))
+        rows = _own(columns_from_batch(schema, served.normalize(batch), self.name))
         return PreparedWrite(self, dataset, rows, len(rows[schema.timestamp]))
 
     def append(self, prep: PreparedWrite) -> int:
@@ -176,6 +229,7 @@ class EngineHandle:
 
     def write_rows(self, rows: Iterable[Mapping[str, Any]], *, dataset: str = "default") -> int:
         """Row convenience: a list of dicts, one per row."""
+        self._served(dataset)
         return self.write(rows_to_batch(self.schema(dataset), rows, self.name), dataset=dataset)
 
     def flush(self) -> list[int]:
@@ -208,9 +262,10 @@ class EngineHandle:
         """Run the engine's query. A damaged part met on the way is quarantined and the query
         raises `CorruptPartError` naming it (re-running it then answers from the healthy parts)."""
         self.store._check_open()
+        served = self._served(dataset)
         ctx = QueryContext(self.schema(dataset), self.tables(dataset))
         try:
-            return self.engine.query(ctx, **kwargs)
+            return served.query(ctx, **kwargs)
         except CorruptPartError as e:
             self._quarantine_from_query(ctx, e)
             raise
