@@ -64,7 +64,7 @@ _FORBIDDEN_CALLS = frozenset({"open"})
 
 
 def assert_no_direct_io(package: str) -> None:
-    """Fail if any module of `package` imports an OS/file module or calls `open()`.
+    """Fail if any module of `package` imports an OS/file module or calls the `open` builtin.
 
     A plugin that needs a file is a sign the core API lacks something; fix the core instead (the
     durability and quarantine fixes then reach every engine at once)."""
