@@ -314,7 +314,9 @@ def run(
     ordered by timestamp, then series ID (`order="desc"` reverses), at most `limit` of them, with
     the `fields` (default all) and `tag_projection` (default all tags) asked for.
     `agg="count"|"sum"|"min"|"max"|"avg"` over `field` (count needs none) returns an
-    `AggregateResult`: across series, or per series with `by_series=True`.
+    `AggregateResult`: across series, or per series with `by_series=True`. Sums of an int64
+    field are int64 (numpy arithmetic: they wrap past 2**63); avg is float64; min, max and avg
+    of no points are None.
     """
     start, end = _int_or_none("start", start), _int_or_none("end", end)
     if order not in ("asc", "desc"):
