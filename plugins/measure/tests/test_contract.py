@@ -1,4 +1,4 @@
-"""The corruption contract (lamina.testing.contract) on the measure engine: a torn
+"""The contract suites (lamina.testing) on the measure engine. Corruption: a torn
 `timestamps.bin`, a flipped bit in `fv.bin` or a tag file, a part without its commit record...
 never panics, never crash-loops, never takes a healthy part's points with it, and the ledger is
 compared after the highest-version-wins rule."""
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import lamina
-from lamina.testing import CorruptionContract
+from lamina.testing import CorruptionContract, EngineContract, MergeContract
 from lamina_measure.plugin import measure_engine
 
 T0 = 1_700_000_000_000_000_000
@@ -22,7 +22,9 @@ def _row(i: int, series: int, ts: int, version: int, cpu: float, mem: int, state
     return (series, ts, version, cpu, mem, state, tuple(sorted((k, repr(v)) for k, v in tags.items())))
 
 
-class TestMeasureCorruption(CorruptionContract):
+class MeasureSamples:
+    """The fixtures every contract suite takes, for one measure (hosts' cpu, mem, state)."""
+
     @pytest.fixture
     def engine(self) -> lamina.Engine:
         return ENGINE
@@ -51,23 +53,44 @@ class TestMeasureCorruption(CorruptionContract):
 
     @pytest.fixture
     def query_all(self) -> Callable[[lamina.EngineHandle], list[Any]]:
-        def rows(handle: lamina.EngineHandle) -> list[Any]:
-            res = handle.query()
-            f = res.fields
-            return sorted(
-                _row(i, *args)
-                for i, args in enumerate(
-                    zip(
-                        res.series.tolist(),
-                        res.timestamp.tolist(),
-                        res.version.tolist(),
-                        f["cpu"].tolist(),
-                        f["mem"].tolist(),
-                        f["state"].tolist(),
-                        [{t: v[j] for t, v in res.tags.items() if v[j] is not None} for j in range(len(res))],
-                        strict=True,
-                    )
-                )
-            )
+        return lambda handle: _rows(handle.query())
 
-        return rows
+    @pytest.fixture
+    def query_range(self) -> Callable[[lamina.EngineHandle, int, int], list[Any]]:
+        return lambda handle, start, end: _rows(handle.query(start=start, end=end))
+
+    @pytest.fixture
+    def row_timestamp(self) -> Callable[[Any], int]:
+        return lambda row: row[1]
+
+
+class TestMeasureCorruption(MeasureSamples, CorruptionContract):
+    pass
+
+
+class TestMeasureEngine(MeasureSamples, EngineContract):
+    pass
+
+
+class TestMeasureMerges(MeasureSamples, MergeContract):
+    pass
+
+
+def _rows(res: Any) -> list[Any]:
+    """A query result as hashable rows (series, ts, version, fields..., tags)."""
+    f = res.fields
+    return sorted(
+        _row(i, *args)
+        for i, args in enumerate(
+            zip(
+                res.series.tolist(),
+                res.timestamp.tolist(),
+                res.version.tolist(),
+                f["cpu"].tolist(),
+                f["mem"].tolist(),
+                f["state"].tolist(),
+                [{t: v[j] for t, v in res.tags.items() if v[j] is not None} for j in range(len(res))],
+                strict=True,
+            )
+        )
+    )
