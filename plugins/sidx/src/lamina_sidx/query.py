@@ -6,9 +6,12 @@ Work is done in two passes so payloads are read only for entries that are return
    the asked series are skipped; in the rest, only the blocks of the asked series whose time
    bounds overlap are visited, and their `key`/`timestamp` come from the granule-mode `keys.bin`
    (tags from their own granule chunks). This yields (part, block, row, key, series, ts) arrays.
+   With a limit, each series' blocks are visited in key order (reversed for "desc"), each block
+   keeps only its best `limit` rows (plus ties), and the scan of a series stops at the first block
+   that cannot improve on what it already holds.
 2. selection: candidates are ordered by key (then series, timestamp); with a limit only the first
    `limit` (plus the entries tied with the last one) are kept, and `data.bin` is read only for the
-   blocks holding those.
+   blocks holding those. Entries fully equal on (key, series, timestamp) are ordered by content.
 """
 
 from __future__ import annotations
@@ -18,8 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from lamina import InvalidInputError, PartReader, QueryContext
-from lamina.format.part_writer import key_of
+from lamina import InvalidInputError, PartReader, QueryContext, block_key
 from lamina_sidx.model import Entry
 from lamina_sidx.schema import SCHEMA
 
@@ -145,7 +147,7 @@ def _scan_part(
     else:
         runs = []
         for s in series:
-            k = key_of(SCHEMA, s)
+            k = block_key(SCHEMA, s)
             if part.may_contain(k):
                 runs.append(bt.find(k))
     for run in runs:
