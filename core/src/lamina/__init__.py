@@ -41,6 +41,7 @@ from lamina.errors import (  # noqa: E402
     UnknownEngineError,
 )
 from lamina.format.part_reader import PartReader  # noqa: E402
+from lamina.format.part_writer import key_of as block_key  # noqa: E402
 from lamina.format.rows import Rows  # noqa: E402
 from lamina.format.rows import concat as concat_rows  # noqa: E402
 from lamina.format.rows import take as take_rows  # noqa: E402
@@ -80,6 +81,7 @@ __all__ = [
     "Store",
     "UnknownEngineError",
     "__version__",
+    "block_key",
     "concat_rows",
     "configure_logging",
     "hookimpl",

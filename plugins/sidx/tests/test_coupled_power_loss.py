@@ -254,3 +254,19 @@ def test_a_failed_manifest_after_the_intent_poisons_and_reopen_completes() -> No
         it.flush()  # no commit until reopen
     # the process stops here (a crash state has no locks): the next open completes the transaction
     check_invariants(fs.crash_state("process"), _spans(BATCHES[0]), "reopened after a failed manifest")
+
+
+def test_check_reports_an_interrupted_transaction_and_changes_nothing() -> None:
+    from lamina.check import Kind, check_store
+    from lamina.plugins import Registry
+
+    state, _ = _crashed_after_intent()
+    reg = Registry()
+    reg._add_engine(TRACE, "<test>")
+    reg._add_engine(SIDX, "<test>")
+    before = state.listdir(posixpath.join(ROOT, names.TXN_DIR))
+    report = check_store(ROOT, fs=state, registry=reg)
+    pending = [p for p in report.problems if p.kind is Kind.PENDING_TRANSACTION]
+    assert len(pending) == 1 and not pending[0].is_damage
+    assert "sidx/default.dur/seg-20231114/shard-0/" in pending[0].detail
+    assert state.listdir(posixpath.join(ROOT, names.TXN_DIR)) == before  # check is read-only

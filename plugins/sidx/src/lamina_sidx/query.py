@@ -6,9 +6,12 @@ Work is done in two passes so payloads are read only for entries that are return
    the asked series are skipped; in the rest, only the blocks of the asked series whose time
    bounds overlap are visited, and their `key`/`timestamp` come from the granule-mode `keys.bin`
    (tags from their own granule chunks). This yields (part, block, row, key, series, ts) arrays.
+   With a limit, each series' blocks are visited in key order (reversed for "desc"), each block
+   keeps only its best `limit` rows (plus ties), and the scan of a series stops at the first block
+   that cannot improve on what it already holds.
 2. selection: candidates are ordered by key (then series, timestamp); with a limit only the first
    `limit` (plus the entries tied with the last one) are kept, and `data.bin` is read only for the
-   blocks holding those.
+   blocks holding those. Entries fully equal on (key, series, timestamp) are ordered by content.
 """
 
 from __future__ import annotations
@@ -18,8 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from lamina import InvalidInputError, PartReader, QueryContext
-from lamina.format.part_writer import key_of
+from lamina import InvalidInputError, PartReader, QueryContext, block_key
 from lamina_sidx.model import Entry
 from lamina_sidx.schema import SCHEMA
 
@@ -122,7 +124,13 @@ def _scan_part(
     thi: int,
     preds: dict[str, Callable[[Any], bool]],
     out: _Candidates,
+    want: int | None = None,
+    desc: bool = False,
 ) -> None:
+    """Append this part's candidates to `out`. With `want` (limit + skip), at most the first
+    `want` entries of each series in key order (`desc`: the last), plus entries tied with the
+    last of them, are kept: a series' blocks hold its entries sorted by key, so its blocks are
+    visited in key order and the scan stops as soon as a block cannot hold anything better."""
     rng = part.meta.column_ranges.get("key")
     if rng is not None and (rng[1] < klo or rng[0] > khi):
         return  # part pruned by its key range
@@ -130,32 +138,63 @@ def _scan_part(
         return  # an absent tag matches nothing
     bt = part.blocks
     if series is None:
-        blocks: list[int] = list(range(len(bt.keys)))
+        runs: list[range] = []
+        start = 0
+        for i in range(1, len(bt.keys) + 1):
+            if i == len(bt.keys) or bt.keys[i] != bt.keys[start]:
+                runs.append(range(start, i))
+                start = i
     else:
-        blocks = []
+        runs = []
         for s in series:
-            k = key_of(SCHEMA, s)
+            k = block_key(SCHEMA, s)
             if part.may_contain(k):
-                blocks.extend(bt.find(k))
-    for b in blocks:
-        if bt.max_ts[b] < tlo or bt.min_ts[b] >= thi:
-            continue  # block pruned by time
-        g, lo, hi = int(bt.granule_of[b]), int(bt.row_lo[b]), int(bt.row_hi[b])
-        keys = part.granule_column(g, "key")[lo:hi]
-        sel = (keys >= klo) & (keys <= khi)
-        if not sel.any():
-            continue  # block pruned by key range: data.bin never read
-        ts = part.granule_column(g, "timestamp")[lo:hi]
-        sel &= (ts >= tlo) & (ts < thi)
-        rows = np.flatnonzero(sel)
-        for name, pred in preds.items():
+                runs.append(bt.find(k))
+    for run in runs:
+        got: list[np.ndarray] = []  # keys kept so far in this series, in visiting order
+        n_got = 0
+        for b in reversed(run) if desc else run:
+            if bt.max_ts[b] < tlo or bt.min_ts[b] >= thi:
+                continue  # block pruned by time
+            g, lo, hi = int(bt.granule_of[b]), int(bt.row_lo[b]), int(bt.row_hi[b])
+            keys = part.granule_column(g, "key")[lo:hi]
+            ordered = want is not None and bool(np.all(keys[1:] >= keys[:-1]))
+            if ordered and n_got >= want:  # type: ignore[operator]
+                # the want-th best key of this series so far (`got` is in visiting order)
+                bound = np.concatenate(got)[want - 1]  # type: ignore[operator]
+                if (keys[-1] < bound) if desc else (keys[0] > bound):
+                    break  # this block and the rest of the series are beyond the bound
+            sel = (keys >= klo) & (keys <= khi)
+            if not sel.any():
+                continue  # block pruned by key range: data.bin never read
+            ts = part.granule_column(g, "timestamp")[lo:hi]
+            sel &= (ts >= tlo) & (ts < thi)
+            rows = np.flatnonzero(sel)
+            for name, pred in preds.items():
+                if not len(rows):
+                    break
+                rows = rows[_tag_mask(part, g, name, pred, rows + lo)]
             if not len(rows):
-                break
-            rows = rows[_tag_mask(part, g, name, pred, rows + lo)]
-        if not len(rows):
-            continue
-        ser = part.granule_column(g, "series")[lo:hi]
-        out.add(part_idx, b, rows, keys[rows], ser[rows], ts[rows])
+                continue
+            if ordered:
+                rows = _trim(rows, keys, want, desc)  # type: ignore[arg-type]
+                got.append(keys[rows][::-1] if desc else keys[rows])
+                n_got += len(rows)
+            ser = part.granule_column(g, "series")[lo:hi]
+            out.add(part_idx, b, rows, keys[rows], ser[rows], ts[rows])
+
+
+def _trim(rows: np.ndarray, keys: np.ndarray, want: int, desc: bool) -> np.ndarray:
+    """The first `want` of `rows` in key order (`desc`: the last), plus rows tied with the last
+    one kept (ties are ordered by content later, so none may be dropped here)."""
+    if len(rows) <= want:
+        return rows
+    k = keys[rows]
+    if desc:
+        bound = k[len(k) - want]
+        return rows[k >= bound]
+    bound = k[want - 1]
+    return rows[k <= bound]
 
 
 def run(
@@ -209,14 +248,17 @@ def run(
     tlo = _I64_MIN if tlo_ is None else tlo_
     thi = 2**64 if thi_ is None else thi_  # exclusive; beyond every int64 when unbounded
 
+    desc = order == "desc"
+    want = None if limit is None else limit + skip
+    if want == 0:
+        return []
     cands = _Candidates()
     for part in ctx.parts(tlo_, thi_):
         cands.parts.append(part)
-        _scan_part(part, len(cands.parts) - 1, sers, klo, khi, tlo, thi, preds, cands)
+        _scan_part(part, len(cands.parts) - 1, sers, klo, khi, tlo, thi, preds, cands, want, desc)
     c = cands.arrays()
     if not len(c["key"]):
         return []
-    desc = order == "desc"
     idx = np.lexsort((c["ts"], c["series"], c["key"]))
     if desc:
         idx = idx[::-1]
