@@ -59,6 +59,11 @@ class FileLayout:
     #: Data files stored as one frame per granule instead of one per block: small fixed-width
     #: columns (timestamps) that scans read for every block anyway.
     granule_files: tuple[str, ...] = ()
+    #: Write the `tags.tff` sidecar: per block and per tag, a Bloom filter over the tag's values
+    #: and the min/max of its int values, so tag-filtered queries skip blocks without reading
+    #: them (`PartReader.blocks_may_match`, `blocks_int_range`). Off by default: parts written
+    #: without it read as before, every block "may match".
+    tag_filters: bool = False
 
     def __attrs_post_init__(self) -> None:
         names = [f for f, _ in self.files]
@@ -68,7 +73,7 @@ class FileLayout:
             if f not in names:
                 raise ValueError(f"{f!r} is not a data file of this layout")
         for f in names:
-            if f.endswith((".t", ".tm", ".json", ".tmp")) or f in ("meta.bin", "primary.bin"):
+            if f.endswith((".t", ".tm", ".json", ".tmp")) or f in ("meta.bin", "primary.bin", "tags.tff"):
                 raise ValueError(f"data file name {f!r} collides with a core file name")
 
     def file_of(self, column: str) -> str:
