@@ -211,3 +211,8 @@ def test_merges_keep_summaries_for_copied_and_merged_blocks(tmp_path: Any) -> No
     with pytest.raises(CorruptPartError) as e:
         PartReader.open(DirSource(fs, f"{tdir}/{part}"), part, kinds=KINDS)
     assert e.value.file == names.TAG_FILTERS and e.value.reason.value == "checksum"
+
+
+def test_value_keys_fast_paths_equal_value_key() -> None:
+    for vals in (["a", "", "é"], [b"", b"x"], [1, "1", b"1", True, -0.0, 0.0]):
+        assert tag_filter.value_keys(vals) == [tag_filter.value_key(v) for v in vals]

@@ -57,6 +57,16 @@ def value_key(value: Any) -> bytes:
     return bytes([t]) + _payload(t, value)
 
 
+def value_keys(values: Sequence[Any]) -> list[bytes]:
+    """`value_key` of each value; single-type str/bytes lists without a per-value type dispatch."""
+    kinds = set(map(type, values))
+    if kinds == {str}:
+        return [b"\x01" + v.encode() for v in values]
+    if kinds == {bytes}:
+        return [b"\x04" + v for v in values]
+    return list(map(value_key, values))
+
+
 def _sizes(counts: np.ndarray) -> np.ndarray:
     """Filter bits per block for `counts` distinct values: whole words, 0 for none."""
     words = -(-counts.astype(np.int64) * BITS_PER_KEY // 64)
@@ -112,7 +122,7 @@ class TagFilterBuilder:
             vals = tdict.values
             halves = np.zeros((len(vals) + 1, 2), dtype=np.uint64)
             if vals:
-                halves[1:] = _hash_halves([value_key(v) for v in vals])
+                halves[1:] = _hash_halves(value_keys(vals))
             is_int = np.array([False, *(type(v) is int for v in vals)], dtype=bool)
             ival = np.array([0, *(v if type(v) is int else 0 for v in vals)], dtype=np.int64)
             cache = self._dict_cache[tag] = (halves, is_int, ival)
@@ -177,7 +187,7 @@ def _plain_distinct(
         e = np.zeros(0, np.int64)
         return e, np.zeros((0, 2), np.uint64), e, e
     sel = np.array(present, dtype=np.int64)
-    halves = _hash_halves([value_key(vals[i]) for i in present])
+    halves = _hash_halves(value_keys([vals[i] for i in present]))
     pbid = bid[sel]
     order = np.lexsort((halves[:, 1], halves[:, 0], pbid))
     pbid, halves = pbid[order], halves[order]
@@ -239,7 +249,7 @@ class TagFilters:
         k = self._index.get(tag)
         if k is None or not values:
             return np.zeros(len(self.records), dtype=bool)
-        return self._match_keys(k, [value_key(v) for v in values])
+        return self._match_keys(k, value_keys(values))
 
     def _match_keys(self, k: int, keys: Sequence[bytes], per_key: bool = False) -> np.ndarray:
         """Per block, whether any of `keys` may be in tag k's filter (with `per_key`, for a
@@ -294,4 +304,4 @@ class TagFilters:
         return None
 
 
-__all__ = ["SUMMARY", "TagFilterBuilder", "TagFilters", "value_key"]
+__all__ = ["SUMMARY", "TagFilterBuilder", "TagFilters", "value_key", "value_keys"]

@@ -32,8 +32,9 @@ def _is_sequence(v: Any) -> bool:
     return hasattr(v, "__len__") and not isinstance(v, str | bytes | Mapping)
 
 
-def _per_row(name: str, value: Any, n: int) -> list[Mapping[str, Any]]:
-    """A per-row list of mappings from either form (rows, or a mapping of columns)."""
+def _columns(name: str, value: Any, n: int) -> dict[str, list[Any]]:
+    """Columns (tag -> list, None = absent) from either form: a sequence of per-row mappings, or
+    a mapping of tag -> column. Columnar from here on: checks below run at C speed per column."""
     if isinstance(value, Mapping):
         cols = {}
         for t, col in value.items():
@@ -43,23 +44,54 @@ def _per_row(name: str, value: Any, n: int) -> list[Mapping[str, Any]]:
             if len(col) != n:
                 raise _bad(f"{name}.{t}", f"has {len(col)} values, expected {n}")
             cols[t] = col
-        return [{t: c[i] for t, c in cols.items() if c[i] is not None} for i in range(n)]
+        return cols
     if not _is_sequence(value):
         raise _bad(name, f"expected a sequence of mappings, got {type(value).__name__}")
     rows = list(value)
     if len(rows) != n:
         raise _bad(name, f"has {len(rows)} rows, expected {n}")
-    for i, r in enumerate(rows):
-        if not isinstance(r, Mapping):
-            raise _bad(name, f"expected a mapping, got {type(r).__name__}", i)
-    return rows
+    if not all(isinstance(r, Mapping) for r in rows):
+        i = next(i for i, r in enumerate(rows) if not isinstance(r, Mapping))
+        raise _bad(name, f"expected a mapping, got {type(rows[i]).__name__}", i)
+    keys: dict[Any, None] = {}
+    for r in rows:
+        keys.update(dict.fromkeys(r))
+    return {t: [r.get(t) for r in rows] for t in keys}
 
 
-def _check_value(field: str, v: Any, row: int) -> None:
-    if type(v) not in VALUE_TYPES:
-        raise _bad(field, f"value must be str, int or bytes, got {type(v).__name__} {v!r}", row)
-    if type(v) is int and not _I64_MIN <= v <= _I64_MAX:
-        raise _bad(field, f"{v} does not fit in int64", row)
+_ALLOWED = frozenset(VALUE_TYPES) | {type(None)}
+
+
+def _check_column(field: str, col: list[Any]) -> None:
+    """Every value str, int (int64) or bytes; None = absent."""
+    types = set(map(type, col))
+    if not types <= _ALLOWED:
+        i = next(i for i, v in enumerate(col) if type(v) not in _ALLOWED)
+        raise _bad(field, f"value must be str, int or bytes, got {type(col[i]).__name__} {col[i]!r}", i)
+    if int in types:
+        ints = [v for v in col if type(v) is int]
+        if min(ints) < _I64_MIN or max(ints) > _I64_MAX:
+            i = next(i for i, v in enumerate(col) if type(v) is int and not _I64_MIN <= v <= _I64_MAX)
+            raise _bad(field, f"{col[i]} does not fit in int64", i)
+
+
+def _check_name(field: str, name: Any) -> None:
+    if not isinstance(name, str) or not name:
+        raise _bad(field, f"tag names must be non-empty str, got {name!r}")
+
+
+def _series_ids(entity: dict[str, list[Any]], n: int) -> list[int]:
+    """Series ID per row: hashed once per distinct entity (few series, many rows)."""
+    names = sorted(entity)
+    keys = list(zip(*(entity[t] for t in names), strict=True)) if names else [()] * n
+    ids: dict[tuple[Any, ...], int] = {}
+    for key in dict.fromkeys(keys):
+        ent = {t: v for t, v in zip(names, key, strict=True) if v is not None}
+        if not ent:
+            i = keys.index(key)
+            raise _bad("series", "a series needs at least one entity tag", i)
+        ids[key] = series_id(ent)
+    return list(map(ids.__getitem__, keys))
 
 
 def normalize(batch: Mapping[str, Any]) -> dict[str, Any]:
@@ -81,37 +113,31 @@ def normalize(batch: Mapping[str, Any]) -> dict[str, Any]:
     eids = batch["element_id"]
     if not _is_sequence(eids):
         raise _bad("element_id", f"expected a sequence of values, got {type(eids).__name__}")
-    for i, e in enumerate(eids):
-        if type(e) is str and not 0 < len(e) <= MAX_ELEMENT_ID:
-            raise _bad("element_id", f"must be 1 to {MAX_ELEMENT_ID} characters, got {len(e)}", i)
-    series = _per_row("series", batch["series"], n)
-    tags = _per_row("tags", batch["tags"], n) if batch.get("tags") is not None else [{}] * n
-    ids: list[int] = []
-    merged: list[dict[str, Any]] = []
-    cache: dict[tuple[Any, ...], int] = {}
-    for i in range(n):
-        ent, tg = series[i], tags[i]
-        if not ent:
-            raise _bad("series", "a series needs at least one entity tag", i)
-        key = tuple(sorted((k, type(v).__name__, v) for k, v in ent.items() if _entity_ok(k, v, i)))
-        sid = cache.get(key)
-        if sid is None:
-            sid = cache[key] = series_id(ent)
-        ids.append(sid)
-        for t, v in tg.items():
-            if v is not None:
-                _check_value(f"tags.{t}", v, i)
-                if t in ent and not (type(ent[t]) is type(v) and ent[t] == v):
-                    raise _bad(f"tags.{t}", f"{v!r} contradicts the entity tag {t}={ent[t]!r}", i)
-        merged.append({**tg, **ent})
+    if n and set(map(type, eids)) == {str}:  # other types: the core names the row
+        lens = list(map(len, eids))
+        if min(lens) == 0 or max(lens) > MAX_ELEMENT_ID:
+            i = next(i for i, x in enumerate(lens) if not 0 < x <= MAX_ELEMENT_ID)
+            raise _bad("element_id", f"must be 1 to {MAX_ELEMENT_ID} characters, got {lens[i]}", i)
+    entity = _columns("series", batch["series"], n)
+    for t, col in entity.items():
+        _check_name("series", t)
+        _check_column(f"series.{t}", col)
+    ids = _series_ids(entity, n)
+    tags = _columns("tags", batch["tags"], n) if batch.get("tags") is not None else {}
+    for t, col in tags.items():
+        _check_name("tags", t)
+        _check_column(f"tags.{t}", col)
+    merged = dict(tags)
+    for t, ecol in entity.items():
+        tcol = tags.get(t)
+        if tcol is None:
+            merged[t] = ecol
+            continue
+        for i, (e, v) in enumerate(zip(ecol, tcol, strict=True)):
+            if e is not None and v is not None and not (type(e) is type(v) and e == v):
+                raise _bad(f"tags.{t}", f"{v!r} contradicts the entity tag {t}={e!r}", i)
+        merged[t] = [v if e is None else e for e, v in zip(ecol, tcol, strict=True)]
     return {"series_id": ids, "timestamp": ts, "element_id": eids, "tags": merged}
-
-
-def _entity_ok(name: Any, v: Any, row: int) -> bool:
-    if not isinstance(name, str) or not name:
-        raise _bad("series", f"entity tag names must be non-empty str, got {name!r}", row)
-    _check_value(f"series.{name}", v, row)
-    return True
 
 
 ENGINE = Engine(
