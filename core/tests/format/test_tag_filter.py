@@ -12,7 +12,7 @@ import pytest
 
 from lamina import names
 from lamina.batch import columns_from_batch
-from lamina.errors import CorruptPartError
+from lamina.errors import CorruptPartError, InvalidInputError
 from lamina.format import tag_filter
 from lamina.format.encoding import DecodeError
 from lamina.format.part_reader import DirSource, MemSource, PartReader
@@ -39,6 +39,7 @@ def _random_value(rng: random.Random) -> Any:
             lambda: None,
             lambda: rng.choice([True, False]),
             lambda: rng.choice([0.0, -0.0, 1.5]),
+            lambda: tuple(f"a{rng.randrange(30)}" for _ in range(rng.randrange(4))),
         ]
     )()
 
@@ -61,6 +62,9 @@ def test_every_stored_value_matches_its_block_and_int_bounds_are_exact(mode: int
         present = [v for v in block if v is not None]
         for v in present:
             assert tf.may_match("t", [v])[i], (i, v)
+            if type(v) is tuple:  # a string array also matches each of its items
+                for x in v:
+                    assert tf.may_match("t", [x])[i], (i, v, x)
         ints = [v for v in present if type(v) is int]
         assert bool(has[i]) == bool(ints)
         if ints:
@@ -216,3 +220,21 @@ def test_merges_keep_summaries_for_copied_and_merged_blocks(tmp_path: Any) -> No
 def test_value_keys_fast_paths_equal_value_key() -> None:
     for vals in (["a", "", "é"], [b"", b"x"], [1, "1", b"1", True, -0.0, 0.0]):
         assert tag_filter.value_keys(vals) == [tag_filter.value_key(v) for v in vals]
+
+
+def test_string_array_tags_round_trip_and_are_validated(tmp_path: Any) -> None:
+    """Tuples of str are tag values (dictionary and plain alike); other items are refused."""
+    store = Store(str(tmp_path / "s"), registry=Registry(), engines=[KV_TF], background=False)
+    try:
+        h = store.engine("kv")
+        labels = [("a", "b"), (), ("é",), None, "a"]
+        h.write(kv_batch([b"k"] * 5, [10**18 + i for i in range(5)], tags=[{"l": v} for v in labels]))
+        h.flush()
+        got = [r[3].get("l") for r in h.query()]
+        assert got == labels
+        with pytest.raises(InvalidInputError) as e:
+            h.write(kv_batch([b"k"], [10**18], tags=[{"l": ("a", 1)}]))
+        assert e.value.field == "tags.l" and e.value.row == 0
+        assert [r[3].get("l") for r in h.query()] == labels
+    finally:
+        store.close()

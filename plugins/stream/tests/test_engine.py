@@ -15,7 +15,7 @@ from lamina.check import check_store
 from lamina.format.part_writer import key_of
 from lamina.plugins import Registry
 from lamina.testing import damage as dmg
-from lamina_stream import Element, Eq, series_id
+from lamina_stream import Element, Eq, Has, QueryStats, series_id
 from lamina_stream.plugin import ENGINE
 from lamina_stream.query import block_key
 
@@ -138,3 +138,28 @@ def test_deep_check_verifies_stream_parts(
     report = check_store(store.path, deep=True, registry=reg)
     assert report.ok, report.problems
     assert report.parts_checked == 1 and report.frames_checked > 0
+
+
+def test_string_array_tags_round_trip_and_filter(
+    streams: lamina.EngineHandle, batch: Callable[..., Any], t0: int
+) -> None:
+    """Labels as a list of str are stored as a string array (read back as a tuple); `Has` finds
+    the elements whose array contains an item, `Eq` compares whole arrays."""
+    streams.write(
+        batch(
+            [
+                (API, t0, "a", {"labels": ["canary", "eu"]}),
+                (API, t0 + 1, "b", {"labels": ("eu",)}),
+                (DB, t0 + 2, "c", {"labels": "eu"}),  # a plain str is not an array
+            ]
+        )
+    )
+    streams.flush()
+    assert [e.tags["labels"] for e in streams.query()] == [("canary", "eu"), ("eu",), "eu"]
+    assert [e.element_id for e in streams.query(where=Has("labels", "eu"))] == ["a", "b"]
+    assert [e.element_id for e in streams.query(where=Has("labels", "canary"))] == ["a"]
+    assert [e.element_id for e in streams.query(where=Eq("labels", ("eu",)))] == ["b"]
+    assert [e.element_id for e in streams.query(where={"labels": ("canary", "eu")})] == ["a"]
+    st = QueryStats()
+    assert streams.query(where=Has("labels", "us"), stats=st) == []
+    assert st.blocks_read == 0 and st.blocks_pruned_tags == st.blocks_total == 2

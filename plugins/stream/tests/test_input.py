@@ -50,6 +50,9 @@ def seeded(streams: lamina.EngineHandle, batch: Callable[..., Any], t0: int) -> 
         ({**ONE, "tags": [{"n": 2**64}]}, "tags.n", 0),
         ({**ONE, "tags": [{"host": "h9"}]}, "tags.host", 0),
         ({**ONE, "tags": [[1]]}, "tags", 0),
+        ({**ONE, "tags": [{"labels": ["a", 1]}]}, "tags.labels", 0),
+        ({**ONE, "tags": [{"labels": {"a"}}]}, "tags.labels", 0),
+        ({"series": [{"labels": ["a"]}], "timestamp": [1], "element_id": ["x"]}, "series.labels", 0),
         ("not a batch", "batch", None),
     ],
 )

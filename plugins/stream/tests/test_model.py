@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 import lamina
 from lamina.io.sim import SimFS
 from lamina.plugins import Registry
-from lamina_stream import And, Eq, Filter, In, Or, Range, series_id
+from lamina_stream import And, Eq, Filter, Has, In, Or, Range, series_id
 from lamina_stream.plugin import ENGINE
 
 T0 = 1_700_000_000_000_000_000
@@ -27,6 +27,7 @@ tag_values = st.one_of(
     st.integers(-3, 3),
     st.sampled_from([200, 500, -(2**63), 2**63 - 1]),
     st.sampled_from([b"", b"200", b"\x00"]),
+    st.lists(st.sampled_from(["INFO", "x", "200"]), max_size=2).map(tuple),
 )
 TAGS = ["level", "code", "blob", "host"]
 tag_dicts = st.dictionaries(st.sampled_from(["level", "code", "blob"]), tag_values, min_size=1, max_size=3)
@@ -44,6 +45,7 @@ def leaves() -> st.SearchStrategy[Filter]:
         st.builds(Eq, tag, tag_values),
         st.builds(In, tag, st.lists(tag_values, max_size=3)),
         st.builds(Range, tag, st.none() | bound, st.none() | bound),
+        st.builds(Has, tag, st.sampled_from(["INFO", "x", "200"])),
     )
 
 
@@ -70,6 +72,8 @@ def model_match(f: Filter, tags: dict[str, Any]) -> bool:
         return type(v) is type(f.value) and v == f.value
     if isinstance(f, In):
         return any(type(v) is type(w) and v == w for w in f.values)
+    if isinstance(f, Has):
+        return type(v) is tuple and f.item in v
     assert isinstance(f, Range)
     return type(v) is int and (f.ge is None or v >= f.ge) and (f.le is None or v <= f.le)
 
@@ -147,14 +151,33 @@ def test_queries_match_the_model(
 
 
 def _random_filter(rng: random.Random, depth: int = 0) -> Filter:
-    values: list[Any] = ["INFO", "WARN", "ERROR", "200", "", -3, -1, 0, 1, 2, 3, 200, 500, b"", b"200"]
+    values: list[Any] = [
+        "INFO",
+        "WARN",
+        "ERROR",
+        "200",
+        "",
+        -3,
+        -1,
+        0,
+        1,
+        2,
+        3,
+        200,
+        500,
+        b"",
+        b"200",
+        ("x",),
+    ]
     tag = rng.choice(TAGS)
     r = rng.random()
     if depth < 2 and r < 0.3:
         kids = [_random_filter(rng, depth + 1) for _ in range(rng.randint(1, 3))]
         return And(kids) if rng.random() < 0.5 else Or(kids)
-    if r < 0.55:
+    if r < 0.4:
         return Eq(tag, rng.choice(values))
+    if r < 0.55:
+        return Has(tag, rng.choice(["x", "INFO", "y"]))
     if r < 0.8:
         return In(tag, rng.sample(values, rng.randint(0, 3)))
     ints = [-3, -1, 0, 1, 2, 3, 200, 500]
@@ -166,6 +189,7 @@ def test_many_random_filters_on_one_store_match_the_model() -> None:
     flushed part, unflushed rows), 300 random queries, every one compared with the model."""
     rng = random.Random(5)
     vals: list[Any] = ["INFO", "WARN", "ERROR", "200", -3, -1, 0, 1, 2, 3, 200, 500, b"", b"200"]
+    vals += [("x",), ("x", "INFO"), (), ("y", "x")]
     model = []
     for i in range(600):
         s = rng.randrange(len(SERIES))

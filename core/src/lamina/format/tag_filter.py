@@ -11,7 +11,8 @@ so flushes and merges (raw-copied blocks included) always produce them, for ever
 
 Values are hashed *typed*: the key of a value is its tag type byte followed by its payload (as in
 `tags.py`), so 1, "1", b"1" and True are different values, exactly as tag equality is. Floats are
-hashed after `+ 0.0`, so -0.0 and 0.0 (equal values) share a key.
+hashed after `+ 0.0`, so -0.0 and 0.0 (equal values) share a key. A string array (tuple of str)
+is added under its own key and under each item's str key, so "array contains x" can prune too.
 
 Bloom probes use the double hashing of `bloom.py` (xxh3-128 halves h1, h2; probe j is
 (h1 mod m + j * (h2 mod (m-1) + 1)) mod m), each block's filter sized to its own distinct values
@@ -67,6 +68,29 @@ def value_keys(values: Sequence[Any]) -> list[bytes]:
     return list(map(value_key, values))
 
 
+def expanded_keys(values: Sequence[Any]) -> tuple[np.ndarray, list[bytes]]:
+    """Every filter key of `values` and the index of the value each belongs to: one key per
+    value, plus one str key per item of each string array."""
+    keys = value_keys(values)
+    if not any(type(v) is tuple for v in values):
+        return np.arange(len(values), dtype=np.int64), keys
+    owner = list(range(len(values)))
+    for i, v in enumerate(values):
+        if type(v) is tuple:
+            keys.extend(b"\x01" + x.encode() for x in v)
+            owner.extend([i] * len(v))
+    return np.array(owner, dtype=np.int64), keys
+
+
+def _distinct_pairs(pbid: np.ndarray, halves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct (block, key hash) pairs, sorted by block."""
+    order = np.lexsort((halves[:, 1], halves[:, 0], pbid))
+    pbid, halves = pbid[order], halves[order]
+    new = np.ones(len(pbid), dtype=bool)
+    new[1:] = (pbid[1:] != pbid[:-1]) | (halves[1:, 0] != halves[:-1, 0]) | (halves[1:, 1] != halves[:-1, 1])
+    return pbid[new], halves[new]
+
+
 def _sizes(counts: np.ndarray) -> np.ndarray:
     """Filter bits per block for `counts` distinct values: whole words, 0 for none."""
     words = -(-counts.astype(np.int64) * BITS_PER_KEY // 64)
@@ -94,8 +118,9 @@ class TagFilterBuilder:
         self._records: list[np.ndarray] = []  # per granule: (n_blocks, n_tags) SUMMARY
         self._bits: list[bytes] = []
         self._bit_bytes = 0
-        # per DICT tag: (hash halves, is-int, int value) per code, computed once per part
-        self._dict_cache: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        # per DICT tag, computed once per part: hash halves of every key, the first key of each
+        # code (CSR offsets; a string array has several keys), and per code is-int / int value
+        self._dict_cache: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def add_granule(
         self, counts: np.ndarray, columns: Sequence[tuple[int, TagDict | None, np.ndarray]]
@@ -118,22 +143,33 @@ class TagFilterBuilder:
         self, tag: str, tdict: TagDict, bid: np.ndarray, codes: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         cache = self._dict_cache.get(tag)
-        if cache is None or len(cache[1]) != len(tdict) + 1:
+        if cache is None or len(cache[2]) != len(tdict) + 1:
             vals = tdict.values
-            halves = np.zeros((len(vals) + 1, 2), dtype=np.uint64)
-            if vals:
-                halves[1:] = _hash_halves(value_keys(vals))
+            owner, keys = expanded_keys(vals)
+            order = np.argsort(owner, kind="stable")
+            halves = _hash_halves(keys)[order] if keys else np.zeros((0, 2), np.uint64)
+            start = np.zeros(len(vals) + 2, dtype=np.int64)  # keys of code c: start[c]:start[c+1]
+            np.cumsum(np.bincount(owner + 1, minlength=len(vals) + 1), out=start[1:])
             is_int = np.array([False, *(type(v) is int for v in vals)], dtype=bool)
             ival = np.array([0, *(v if type(v) is int else 0 for v in vals)], dtype=np.int64)
-            cache = self._dict_cache[tag] = (halves, is_int, ival)
-        halves, is_int, ival = cache
+            cache = self._dict_cache[tag] = (halves, start, is_int, ival)
+        halves, start, is_int, ival = cache
         width = len(tdict) + 1
         pairs = np.unique(bid * width + codes)  # distinct (block, code), sorted by block
         ubid, ucode = pairs // width, pairs % width
         present = ucode != 0
         ubid, ucode = ubid[present], ucode[present]
         ints = is_int[ucode]
-        return ubid, halves[ucode], ubid[ints], ival[ucode[ints]]
+        nkeys = start[ucode + 1] - start[ucode]
+        if len(nkeys) and (nkeys.max() > 1 or nkeys.min() < 1):  # string arrays: several keys
+            kb = np.repeat(ubid, nkeys)
+            kh = halves[
+                np.repeat(start[ucode] - (np.cumsum(nkeys) - nkeys), nkeys) + np.arange(int(nkeys.sum()))
+            ]
+            kb, kh = _distinct_pairs(kb, kh)
+        else:
+            kb, kh = ubid, halves[start[ucode]]
+        return kb, kh, ubid[ints], ival[ucode[ints]]
 
     def _fill(
         self,
@@ -186,16 +222,11 @@ def _plain_distinct(
     if not present:
         e = np.zeros(0, np.int64)
         return e, np.zeros((0, 2), np.uint64), e, e
-    sel = np.array(present, dtype=np.int64)
-    halves = _hash_halves(value_keys([vals[i] for i in present]))
-    pbid = bid[sel]
-    order = np.lexsort((halves[:, 1], halves[:, 0], pbid))
-    pbid, halves = pbid[order], halves[order]
-    new = np.ones(len(pbid), dtype=bool)
-    new[1:] = (pbid[1:] != pbid[:-1]) | (halves[1:, 0] != halves[:-1, 0]) | (halves[1:, 1] != halves[:-1, 1])
+    owner, keys = expanded_keys([vals[i] for i in present])
+    pbid, halves = _distinct_pairs(bid[np.array(present, dtype=np.int64)][owner], _hash_halves(keys))
     int_rows = np.array([i for i in present if type(vals[i]) is int], dtype=np.int64)
     ints = np.array([vals[i] for i in int_rows.tolist()], dtype=np.int64)
-    return pbid[new], halves[new], bid[int_rows], ints
+    return pbid, halves, bid[int_rows], ints
 
 
 class TagFilters:
@@ -295,7 +326,7 @@ class TagFilters:
         ints = [v for v in present if type(v) is int]
         if ints and (not rec["has_int"] or min(ints) < int(rec["min"]) or max(ints) > int(rec["max"])):
             return f"tag {tag!r}: block {block} int values outside the stored min/max"
-        keys = list(dict.fromkeys(map(value_key, present)))
+        keys = list(dict.fromkeys(expanded_keys(present)[1]))
         single = TagFilters(self.records[block : block + 1, k : k + 1], self._bits, [tag], self.hashes)
         hits = single._match_keys(0, keys, per_key=True)
         if not hits.all():
@@ -304,4 +335,4 @@ class TagFilters:
         return None
 
 
-__all__ = ["SUMMARY", "TagFilterBuilder", "TagFilters", "value_key", "value_keys"]
+__all__ = ["SUMMARY", "TagFilterBuilder", "TagFilters", "expanded_keys", "value_key", "value_keys"]

@@ -11,6 +11,7 @@ answers three questions, from cheapest to dearest:
   reference the tests compare against).
 
 Equality is typed: the tag value 1 does not equal "1" or b"1" (as in the core's tag storage).
+String-array tags (tuples of str) compare whole with `Eq`/`In`; `Has` asks "array contains x".
 """
 
 from __future__ import annotations
@@ -85,10 +86,14 @@ def series_id(entity: Mapping[str, Any]) -> int:
     return u - (1 << 64) if u >= 1 << 63 else u
 
 
-def _check_value(field: str, v: Any) -> None:
+def _check_value(field: str, v: Any, arrays: bool = True) -> None:
+    if arrays and type(v) is tuple and all(type(x) is str for x in v):
+        return  # a whole string array
     if type(v) not in VALUE_TYPES:
         raise InvalidInputError(
-            field, f"filter value must be str, int or bytes, got {type(v).__name__} {v!r}", engine="stream"
+            field,
+            f"filter value must be str, int, bytes or a tuple of str, got {type(v).__name__} {v!r}",
+            engine="stream",
         )
     if type(v) is int and not _I64_MIN <= v <= _I64_MAX:
         raise InvalidInputError(field, f"{v} does not fit in int64", engine="stream")
@@ -235,6 +240,36 @@ class Range(Filter):
         return {self.tag}
 
 
+@attrs.frozen
+class Has(Filter):
+    """The string-array tag contains `item` (non-array values never match)."""
+
+    tag: str
+    item: str
+
+    def __attrs_post_init__(self) -> None:
+        _check_tag(self.tag)
+        if type(self.item) is not str:
+            raise InvalidInputError(
+                f"where.{self.tag}", f"Has needs a str item, got {type(self.item).__name__}", engine="stream"
+            )
+
+    def blocks(self, part: PartReader) -> np.ndarray:
+        # the core files each array item under its str key: a superset of the blocks to read
+        return part.blocks_may_match(self.tag, [self.item])
+
+    def rows(self, part: PartReader, g: int, rows: np.ndarray) -> np.ndarray:
+        item = self.item
+        return _row_mask(part, g, rows, self.tag, lambda v: type(v) is tuple and item in v)
+
+    def matches(self, tags: Mapping[str, Any]) -> bool:
+        v = tags.get(self.tag)
+        return type(v) is tuple and self.item in v
+
+    def tags(self) -> set[str]:
+        return {self.tag}
+
+
 def _terms(terms: Any) -> tuple[Filter, ...]:
     out = tuple(terms)
     for t in out:
@@ -298,8 +333,8 @@ class Or(Filter):
 
 
 def as_filter(where: Any) -> Filter | None:
-    """`where=` as given: None, a Filter, or a mapping tag -> value (Eq) / list of values (In),
-    all ANDed."""
+    """`where=` as given: None, a Filter, or a mapping tag -> value (Eq) / list or set of values
+    (In), all ANDed."""
     if where is None or isinstance(where, Filter):
         return where
     if isinstance(where, Mapping):
@@ -308,7 +343,8 @@ def as_filter(where: Any) -> Filter | None:
         terms: list[Filter] = []
         for tag, v in where.items():
             _check_tag(tag)
-            terms.append(In(tag, v) if isinstance(v, list | tuple | set | frozenset) else Eq(tag, v))
+            # a list or set means IN; a tuple is one string-array value
+            terms.append(In(tag, v) if isinstance(v, list | set | frozenset) else Eq(tag, v))
         return terms[0] if len(terms) == 1 else And(terms)
     raise InvalidInputError(
         "where",
@@ -317,4 +353,16 @@ def as_filter(where: Any) -> Filter | None:
     )
 
 
-__all__ = ["And", "Element", "Eq", "Filter", "In", "Or", "QueryStats", "Range", "as_filter", "series_id"]
+__all__ = [
+    "And",
+    "Element",
+    "Eq",
+    "Filter",
+    "Has",
+    "In",
+    "Or",
+    "QueryStats",
+    "Range",
+    "as_filter",
+    "series_id",
+]

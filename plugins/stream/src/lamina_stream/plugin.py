@@ -4,7 +4,8 @@ Declares what a stream stores; the core does every byte of I/O. Nothing here ope
 
 Write batches are columnar: `series` (per row, a mapping of entity tags, e.g. {"service": "api",
 "host": "h1"}; or a mapping of entity tag -> column), `timestamp` (int ns), `element_id` (str),
-and optional `tags` (per row a mapping, or a mapping of tag -> column). The engine derives the
+and optional `tags` (per row a mapping, or a mapping of tag -> column; values str, int, bytes or
+a string array given as a list or tuple of str, read back as a tuple). The engine derives the
 series ID (`model.series_id`) and stores entity tags among the tags, so they filter and project
 like any other tag. All elements are kept, duplicates included.
 """
@@ -62,12 +63,23 @@ def _columns(name: str, value: Any, n: int) -> dict[str, list[Any]]:
 _ALLOWED = frozenset(VALUE_TYPES) | {type(None)}
 
 
-def _check_column(field: str, col: list[Any]) -> None:
-    """Every value str, int (int64) or bytes; None = absent."""
+def _check_column(field: str, col: list[Any], arrays: bool = False) -> None:
+    """Every value str, int (int64) or bytes (None = absent); with `arrays`, also string arrays
+    (a list or tuple of str), which are turned into tuples in place (the core's array type)."""
     types = set(map(type, col))
+    if arrays and types & {list, tuple}:
+        for i, v in enumerate(col):
+            if type(v) in (list, tuple):
+                if not all(type(x) is str for x in v):
+                    raise _bad(field, "a string array may only hold str items", i)
+                col[i] = tuple(v)
+        types = set(map(type, col)) - {tuple}
     if not types <= _ALLOWED:
-        i = next(i for i, v in enumerate(col) if type(v) not in _ALLOWED)
-        raise _bad(field, f"value must be str, int or bytes, got {type(col[i]).__name__} {col[i]!r}", i)
+        i = next(
+            i for i, v in enumerate(col) if type(v) not in _ALLOWED and not (arrays and type(v) is tuple)
+        )
+        what = "str, int, bytes or a list of str" if arrays else "str, int or bytes"
+        raise _bad(field, f"value must be {what}, got {type(col[i]).__name__} {col[i]!r}", i)
     if int in types:
         ints = [v for v in col if type(v) is int]
         if min(ints) < _I64_MIN or max(ints) > _I64_MAX:
@@ -126,7 +138,7 @@ def normalize(batch: Mapping[str, Any]) -> dict[str, Any]:
     tags = _columns("tags", batch["tags"], n) if batch.get("tags") is not None else {}
     for t, col in tags.items():
         _check_name("tags", t)
-        _check_column(f"tags.{t}", col)
+        _check_column(f"tags.{t}", col, arrays=True)
     merged = dict(tags)
     for t, ecol in entity.items():
         tcol = tags.get(t)
