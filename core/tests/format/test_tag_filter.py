@@ -238,3 +238,39 @@ def test_string_array_tags_round_trip_and_are_validated(tmp_path: Any) -> None:
         assert [r[3].get("l") for r in h.query()] == labels
     finally:
         store.close()
+
+
+def test_filter_columns_get_block_blooms_through_merges(tmp_path: Any) -> None:
+    """A granule-file column named in `filter_columns` gets per-block filters like a tag, kept
+    when a merge copies blocks raw; layouts naming a block-file column are refused."""
+    layout = attrs.evolve(KV.layout, tag_filters=True, filter_columns=("ts",))
+    engine = attrs.evolve(KV, layout=layout)
+    store = Store(str(tmp_path / "s"), registry=Registry(), engines=[engine], background=False)
+    try:
+        h = store.engine("kv")
+        for p in range(3):
+            keys = [b"k%d-%d" % (p, i % 5) for i in range(50)]
+            h.write(kv_batch(keys, [10**18 + p * 1000 + i for i in range(50)]))
+            h.flush()
+        h.merge_now()
+    finally:
+        store.close()
+    fs = OSFileSystem()
+    (tdir,) = table_dirs(fs, str(tmp_path / "s"), "kv")
+    (part,) = listed_parts(fs, tdir)
+    reader = PartReader.open(DirSource(fs, f"{tdir}/{part}"), part, kinds=KINDS)
+    try:
+        assert len(reader.meta.lineage) == 3
+        assert reader.verify_all() > 0
+        for i in range(reader.meta.blocks):
+            for ts in reader.read_block(i, ["ts"], [])["ts"].tolist():
+                assert reader.column_blocks_may_match("ts", [ts])[i]
+        hits = reader.column_blocks_may_match("ts", [10**18 + 1000 + 7])
+        assert 1 <= hits.sum() <= 3  # one block holds it; ~1 % false positives
+        assert reader.column_blocks_may_match("value", [b"x"]).all()  # not filtered: unknown
+    finally:
+        reader.close()
+    with pytest.raises(ValueError, match="granule file"):
+        attrs.evolve(KV.layout, tag_filters=True, filter_columns=("value",))
+    with pytest.raises(ValueError, match="tag_filters"):
+        attrs.evolve(KV.layout, filter_columns=("ts",))

@@ -391,6 +391,12 @@ class PartReader:
             return np.ones(n, dtype=bool)
         return self.tag_filters.may_match(tag, values)
 
+    def column_blocks_may_match(self, column: str, values: list[Any]) -> np.ndarray:
+        """Per block: False when the block certainly holds none of `values` in `column` (a
+        layout `filter_columns` column); True everywhere when the part has no such filter."""
+        got = None if self.tag_filters is None else self.tag_filters.column_may_match(column, values)
+        return np.ones(self.meta.blocks, dtype=bool) if got is None else got
+
     def block_may_match(self, block: int, tag: str, value: Any) -> bool:
         """`blocks_may_match` for one block and one value."""
         return bool(self.blocks_may_match(tag, [value])[block])
@@ -752,6 +758,13 @@ class PartReader:
             for i in range(len(bt.keys)):
                 for t, vals in self.read_tags(i).items():
                     problem = self.tag_filters.check_block(i, t, vals)
+                    if problem is not None:
+                        raise CorruptPartError(
+                            self.name, names.TAG_FILTERS, -1, R.DECODE, problem, engine=self.engine
+                        )
+                cols = self.tag_filters.columns
+                for c, vals in (self.read_block(i, cols, []) if cols else {}).items():
+                    problem = self.tag_filters.check_block(i, c, vals, column=True)
                     if problem is not None:
                         raise CorruptPartError(
                             self.name, names.TAG_FILTERS, -1, R.DECODE, problem, engine=self.engine

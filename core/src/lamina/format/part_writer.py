@@ -178,7 +178,9 @@ class PartWriter:
         self._all_keys: list[bytes] = []
         # per-block tag summaries, built from the tag values of every block written (encoded
         # or raw-copied alike: tag values always travel through here)
-        self._tag_filters = TagFilterBuilder(self.tag_names) if layout.tag_filters else None
+        self._tag_filters = (
+            TagFilterBuilder(self.tag_names, layout.filter_columns) if layout.tag_filters else None
+        )
 
     # -- adding blocks -----------------------------------------------------------------------
     def _check_order(self, keys: list[bytes]) -> None:
@@ -457,7 +459,9 @@ class PartWriter:
             self._pack_write(names.tag_data_file(t), chunk, gentries[base + k], level)
             filter_cols.append((mode, tdict, tcol))
         if self._tag_filters is not None:
-            self._tag_filters.add_granule(counts, filter_cols)
+            self._tag_filters.add_granule(
+                counts, filter_cols, [gather(c) for c in self.layout.filter_columns]
+            )
         g = np.zeros((), dtype=GRANULE)
         g["blocks"], g["rows"] = nb, self._grows
         g["min_ts"], g["max_ts"] = blocks["min_ts"].min(), blocks["max_ts"].max()

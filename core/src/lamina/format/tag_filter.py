@@ -21,9 +21,12 @@ Bloom probes use the double hashing of `bloom.py` (xxh3-128 halves h1, h2; probe
 Sidecar (before the small-file framing of `part_writer.pack_small_file`)::
 
     version u8 (=1) | hashes u8 | bits_per_key u8 | uvarint n_blocks | uvarint n_tags |
-    n_blocks x n_tags SUMMARY records | filter bits (every block's filter, byte-aligned)
+    uvarint n_columns | uvarint len + bytes-list of column names |
+    n_blocks x (n_tags + n_columns) SUMMARY records | filter bits (byte-aligned filters)
 
-Tags are the part's tags in sorted order (as in `metadata.json`); blocks are in part order.
+Tags are the part's tags in sorted order (as in `metadata.json`), then the columns the layout
+names in `filter_columns` (granule-file columns such as an element ID: their values travel
+through the writer for raw-copied blocks too); blocks are in part order.
 """
 
 from __future__ import annotations
@@ -35,7 +38,14 @@ from typing import Any, Final
 import numpy as np
 
 from lamina.format.bloom import _hash_halves
-from lamina.format.encoding import Buffer, DecodeError, get_uvarint, put_uvarint
+from lamina.format.encoding import (
+    Buffer,
+    DecodeError,
+    decode_bytes_list,
+    encode_bytes_list,
+    get_uvarint,
+    put_uvarint,
+)
 from lamina.format.tags import MODE_DICT, T_FLOAT, TagDict, _payload, type_code
 
 FORMAT_V1: Final = 1
@@ -113,8 +123,9 @@ def _probe_bits(m: np.ndarray, halves: np.ndarray) -> np.ndarray:
 class TagFilterBuilder:
     """Collects the summaries of a part being written, granule by granule."""
 
-    def __init__(self, tag_names: Sequence[str]) -> None:
+    def __init__(self, tag_names: Sequence[str], columns: Sequence[str] = ()) -> None:
         self.tag_names = list(tag_names)
+        self.columns = list(columns)
         self._records: list[np.ndarray] = []  # per granule: (n_blocks, n_tags) SUMMARY
         self._bits: list[bytes] = []
         self._bit_bytes = 0
@@ -123,12 +134,17 @@ class TagFilterBuilder:
         self._dict_cache: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def add_granule(
-        self, counts: np.ndarray, columns: Sequence[tuple[int, TagDict | None, np.ndarray]]
+        self,
+        counts: np.ndarray,
+        columns: Sequence[tuple[int, TagDict | None, np.ndarray]],
+        column_values: Sequence[np.ndarray] = (),
     ) -> None:
         """Summaries of one granule: `counts` rows per block, and per tag (in `tag_names` order)
-        its mode, dictionary and codes (DICT) or values (PLAIN) for every row of the granule."""
+        its mode, dictionary and codes (DICT) or values (PLAIN) for every row of the granule;
+        then the values of each filtered column (in `columns` order)."""
         nb = len(counts)
-        rec = np.zeros((nb, len(self.tag_names)), dtype=SUMMARY)
+        nt = len(self.tag_names)
+        rec = np.zeros((nb, nt + len(self.columns)), dtype=SUMMARY)
         bid = np.repeat(np.arange(nb, dtype=np.int64), counts)
         for k, (t, (mode, tdict, col)) in enumerate(zip(self.tag_names, columns, strict=True)):
             if mode == MODE_DICT:
@@ -137,6 +153,8 @@ class TagFilterBuilder:
             else:
                 ubid, halves, ibid, ints = _plain_distinct(bid, col)
             self._fill(rec[:, k], nb, ubid, halves, ibid, ints)
+        for j, vals in enumerate(column_values):
+            self._fill(rec[:, nt + j], nb, *_plain_distinct(bid, vals))
         self._records.append(rec)
 
     def _dict_distinct(
@@ -207,10 +225,21 @@ class TagFilterBuilder:
         recs = (
             np.concatenate(self._records)
             if self._records
-            else np.zeros((0, len(self.tag_names)), dtype=SUMMARY)
+            else np.zeros((0, len(self.tag_names) + len(self.columns)), dtype=SUMMARY)
         )
         head = _HEAD.pack(FORMAT_V1, HASHES, BITS_PER_KEY) + put_uvarint(len(recs))
-        return b"".join((head, put_uvarint(len(self.tag_names)), recs.tobytes(), *self._bits))
+        cols = encode_bytes_list([c.encode() for c in self.columns])
+        return b"".join(
+            (
+                head,
+                put_uvarint(len(self.tag_names)),
+                put_uvarint(len(self.columns)),
+                put_uvarint(len(cols)),
+                cols,
+                recs.tobytes(),
+                *self._bits,
+            )
+        )
 
 
 def _plain_distinct(
@@ -232,11 +261,20 @@ def _plain_distinct(
 class TagFilters:
     """The decoded sidecar of one part: answers "may block b hold value v of tag t?"."""
 
-    __slots__ = ("_bits", "_index", "hashes", "records")
+    __slots__ = ("_bits", "_cols", "_index", "columns", "hashes", "records")
 
-    def __init__(self, records: np.ndarray, bits: bytes, tag_names: Sequence[str], hashes: int) -> None:
+    def __init__(
+        self,
+        records: np.ndarray,
+        bits: bytes,
+        tag_names: Sequence[str],
+        hashes: int,
+        columns: Sequence[str] = (),
+    ) -> None:
         self.records, self._bits, self.hashes = records, bits, hashes
         self._index = {t: k for k, t in enumerate(tag_names)}
+        self.columns = list(columns)
+        self._cols = {c: len(tag_names) + j for j, c in enumerate(columns)}
 
     @classmethod
     def from_bytes(cls, data: Buffer, tag_names: Sequence[str], n_blocks: int) -> TagFilters:
@@ -256,10 +294,17 @@ class TagFilters:
             raise DecodeError(
                 f"tag filters cover {nb} blocks x {nt} tags, the part has {n_blocks} x {len(tag_names)}"
             )
-        size = nb * nt * SUMMARY.itemsize
+        nc, pos = get_uvarint(view, pos)
+        clen, pos = get_uvarint(view, pos)
+        if pos + clen > len(view):
+            raise DecodeError("tag filters: column names overrun the file")
+        columns = [c.decode() for c in decode_bytes_list(view[pos : pos + clen], nc)]
+        pos += clen
+        width = nt + nc
+        size = nb * width * SUMMARY.itemsize
         if pos + size > len(view):
             raise DecodeError("tag filters: summary records overrun the file")
-        records = np.frombuffer(view[pos : pos + size], dtype=SUMMARY).reshape(nb, nt)
+        records = np.frombuffer(view[pos : pos + size], dtype=SUMMARY).reshape(nb, width)
         bits = bytes(view[pos + size :])
         nbits = records["nbits"].astype(np.int64)
         ends = records["offset"].astype(np.int64) + nbits // 8
@@ -270,7 +315,7 @@ class TagFilters:
             or bool(np.any((records["has_int"] == 1) & (records["min"] > records["max"])))
         ):
             raise DecodeError("tag filters: a summary lies outside the filter bits or is malformed")
-        return cls(records, bits, tag_names, hashes)
+        return cls(records, bits, tag_names, hashes, columns)
 
     def has_tag(self, tag: str) -> bool:
         return tag in self._index
@@ -279,6 +324,15 @@ class TagFilters:
         """Per block: False when no value of `values` can be `tag`'s value in that block."""
         k = self._index.get(tag)
         if k is None or not values:
+            return np.zeros(len(self.records), dtype=bool)
+        return self._match_keys(k, value_keys(values))
+
+    def column_may_match(self, column: str, values: Sequence[Any]) -> np.ndarray | None:
+        """`may_match` for a filtered column; None when the column has no filters here."""
+        k = self._cols.get(column)
+        if k is None:
+            return None
+        if not values:
             return np.zeros(len(self.records), dtype=bool)
         return self._match_keys(k, value_keys(values))
 
@@ -313,25 +367,26 @@ class TagFilters:
         rec = self.records[:, k]
         return rec["has_int"].astype(bool), rec["min"].astype(np.int64), rec["max"].astype(np.int64)
 
-    def check_block(self, block: int, tag: str, values: np.ndarray) -> str | None:
-        """Deep check: the summary of (block, tag) must admit every value the block holds; a
-        description of the first disagreement, or None."""
+    def check_block(self, block: int, tag: str, values: np.ndarray, *, column: bool = False) -> str | None:
+        """Deep check: the summary of (block, tag or filtered column) must admit every value the
+        block holds; a description of the first disagreement, or None."""
         present = [v for v in values.tolist() if v is not None]
         if not present:
             return None
-        k = self._index[tag]
+        k = self._cols[tag] if column else self._index[tag]
+        what = f"{'column' if column else 'tag'} {tag!r}"
         rec = self.records[block, k]
         if int(rec["nbits"]) == 0:
-            return f"tag {tag!r}: block {block} holds values but its filter is empty"
+            return f"{what}: block {block} holds values but its filter is empty"
         ints = [v for v in present if type(v) is int]
         if ints and (not rec["has_int"] or min(ints) < int(rec["min"]) or max(ints) > int(rec["max"])):
-            return f"tag {tag!r}: block {block} int values outside the stored min/max"
+            return f"{what}: block {block} int values outside the stored min/max"
         keys = list(dict.fromkeys(expanded_keys(present)[1]))
         single = TagFilters(self.records[block : block + 1, k : k + 1], self._bits, [tag], self.hashes)
         hits = single._match_keys(0, keys, per_key=True)
         if not hits.all():
             bad = keys[int(np.argmin(hits))]
-            return f"tag {tag!r}: block {block} filter rejects its own value (key {bad!r})"
+            return f"{what}: block {block} filter rejects its own value (key {bad!r})"
         return None
 
 

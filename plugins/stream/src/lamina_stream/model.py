@@ -56,6 +56,7 @@ class QueryStats:
     blocks_pruned_time: int = 0
     blocks_pruned_series: int = 0
     blocks_pruned_tags: int = 0
+    blocks_pruned_ids: int = 0  # by the per-block element-ID filters
     blocks_read: int = 0  # blocks whose rows were examined
     granules_read: int = 0
 

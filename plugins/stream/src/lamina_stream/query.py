@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from lamina import InvalidInputError, PartReader, QueryContext
+from lamina import CorruptionReason, CorruptPartError, InvalidInputError, PartReader, QueryContext
 from lamina_stream.model import Element, Filter, QueryStats, as_filter, series_id
+from lamina_stream.schema import SERIES
 
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
 
@@ -92,11 +93,13 @@ def _series_keys(series: Any) -> list[bytes] | None:
     return sorted(set(keys))
 
 
-def _element_block(part: PartReader, cache: dict[int, np.ndarray], b: int) -> np.ndarray:
-    ids = cache.get(b)
-    if ids is None:
-        ids = cache[b] = part.read_block(b, ["element_id"], [])["element_id"]
-    return ids
+def _series_of_blocks(part: PartReader) -> np.ndarray:
+    """Series ID of every block, decoded from the block keys (`block_key` inverted)."""
+    keys = part.blocks.keys
+    if not keys:
+        return np.zeros(0, dtype=np.int64)
+    u = np.frombuffer(b"".join(keys), dtype=">u8").astype(np.uint64)
+    return (u ^ np.uint64(1 << 63)).view(np.int64)
 
 
 def _block_of(part: PartReader, g: int, rows: np.ndarray) -> np.ndarray:
@@ -184,6 +187,10 @@ def _scan_part(
         fm = flt.blocks(part)
         st.blocks_pruned_tags += int((mask & ~fm).sum())
         mask &= fm
+    if wanted_ids is not None and mask.any():
+        im = part.column_blocks_may_match("element_id", list(wanted_ids))
+        st.blocks_pruned_ids += int((mask & ~im).sum())
+        mask &= im
     blocks = np.flatnonzero(mask)
     st.blocks_read += len(blocks)
     if not len(blocks):
@@ -201,24 +208,13 @@ def _scan_part(
         if wanted_ids is not None and len(rows):
             rows = rows[_id_mask(part, g, rows, wanted_ids)]
         if len(rows):
-            found.add(
-                pi,
-                g,
-                rows,
-                part.granule_column(g, "timestamp")[rows],
-                part.granule_column(g, "series_id")[rows],
-            )
+            sid = _series_of_blocks(part)[_block_of(part, g, rows)]
+            found.add(pi, g, rows, part.granule_column(g, "timestamp")[rows], sid)
 
 
 def _id_mask(part: PartReader, g: int, rows: np.ndarray, wanted: set[str]) -> np.ndarray:
-    blk = _block_of(part, g, rows)
-    out = np.zeros(len(rows), dtype=bool)
-    cache: dict[int, np.ndarray] = {}
-    for b in np.unique(blk).tolist():
-        sel = np.flatnonzero(blk == b)
-        ids = _element_block(part, cache, b)[rows[sel] - part.blocks.row_lo[b]]
-        out[sel] = np.fromiter((e in wanted for e in ids), dtype=bool, count=len(ids))
-    return out
+    ids = part.granule_column(g, "element_id")[rows]
+    return np.fromiter((e in wanted for e in ids), dtype=bool, count=len(ids))
 
 
 def _materialize(
@@ -263,15 +259,18 @@ def _elements(
     sid: np.ndarray,
     projection: list[str] | None,
 ) -> list[Element]:
+    ids = part.granule_column(g, "element_id")[rows].tolist()
+    # The series ID returned is the stored column (series.bin, one checksummed frame a block),
+    # not only the block key it was ordered by: a damaged frame is caught here, never served.
     blk = _block_of(part, g, rows)
-    cache: dict[int, np.ndarray] = {}
-    ids: list[str] = [""] * len(rows)
-    row_lo = part.blocks.row_lo
+    stored = np.empty(len(rows), dtype=np.int64)
     for b in np.unique(blk).tolist():
-        sel = np.flatnonzero(blk == b)
-        got = _element_block(part, cache, b)[rows[sel] - row_lo[b]].tolist()
-        for k, e in zip(sel.tolist(), got, strict=True):
-            ids[k] = e
+        sel = blk == b
+        stored[sel] = part.read_block(b, ["series_id"], [])["series_id"][rows[sel] - part.blocks.row_lo[b]]
+    if not np.array_equal(stored, sid):
+        raise CorruptPartError(
+            part.name, SERIES, -1, CorruptionReason.DECODE, "series ID differs from block key"
+        )
     tag_names = part.tag_names if projection is None else [t for t in projection if t in part.meta.tags]
     tag_cols = []
     for t in tag_names:
