@@ -78,7 +78,7 @@ def model_match(f: Filter, tags: dict[str, Any]) -> bool:
     return type(v) is int and (f.ge is None or v >= f.ge) and (f.le is None or v <= f.le)
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     rows=elements,
     cuts=st.lists(st.integers(0, 40), max_size=3),
