@@ -346,16 +346,18 @@ class TagFilters:
         out = np.zeros(len(keys) if per_key else n, dtype=bool)
         if not len(live) or not keys:
             return out
+        words = np.frombuffer(self._bits, dtype=np.uint8)
+        if per_key:  # one block, many keys: every key's probes at once
+            m = np.full(len(keys), nbits[0], dtype=np.int64)
+            pos = _probe_bits(m, _hash_halves(keys)) + np.uint64(int(rec["offset"][0]) * 8)
+            return ((words[pos >> np.uint64(3)] >> (pos & np.uint64(7)).astype(np.uint8)) & 1).all(axis=0)
         m = nbits[live]
         base = rec["offset"][live].astype(np.uint64) * np.uint64(8)
-        words = np.frombuffer(self._bits, dtype=np.uint8)
-        for i, h in enumerate(_hash_halves(keys)):
+        for h in _hash_halves(keys):  # few keys, many blocks: each key over every block at once
             pos = _probe_bits(m, np.broadcast_to(h, (len(m), 2))) + base
-            hit = ((words[pos >> np.uint64(3)] >> (pos & np.uint64(7)).astype(np.uint8)) & 1).all(axis=0)
-            if per_key:
-                out[i] = bool(hit[0])
-            else:
-                out[live] |= hit
+            out[live] |= ((words[pos >> np.uint64(3)] >> (pos & np.uint64(7)).astype(np.uint8)) & 1).all(
+                axis=0
+            )
         return out
 
     def int_ranges(self, tag: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
