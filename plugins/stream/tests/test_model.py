@@ -9,13 +9,16 @@ import itertools
 import random
 from typing import Any
 
+import attrs
 import hypothesis.strategies as st
+import pytest
 from hypothesis import HealthCheck, given, settings
 
 import lamina
+import lamina.format.part_writer as part_writer
 from lamina.io.sim import SimFS
 from lamina.plugins import Registry
-from lamina_stream import And, Eq, Filter, Has, In, Or, Range, series_id
+from lamina_stream import And, Eq, Filter, Has, In, Or, QueryStats, Range, series_id
 from lamina_stream.plugin import ENGINE
 
 T0 = 1_700_000_000_000_000_000
@@ -184,9 +187,18 @@ def _random_filter(rng: random.Random, depth: int = 0) -> Filter:
     return Range(tag, rng.choice([None, *ints]), rng.choice([None, *ints]))
 
 
-def test_many_random_filters_on_one_store_match_the_model() -> None:
+@pytest.mark.parametrize("tiny", [False, True], ids=["default-blocks", "tiny-blocks-and-granules"])
+def test_many_random_filters_on_one_store_match_the_model(
+    tiny: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A denser check than the hypothesis test: 600 elements (three flushed parts merged, one
-    flushed part, unflushed rows), 300 random queries, every one compared with the model."""
+    flushed part, unflushed rows), 300 random queries, every one compared with the model. With
+    `tiny`, blocks are cut at 7 rows and granules at 3 blocks, so a series spans many blocks and
+    granules hold several series: row-to-block mapping, ordering and pruning across blocks."""
+    engine = ENGINE
+    if tiny:
+        engine = attrs.evolve(ENGINE, schema=attrs.evolve(ENGINE.schema, block_max_rows=7))
+        monkeypatch.setattr(part_writer, "DEFAULT_GRANULE_BLOCKS", 3)
     rng = random.Random(5)
     vals: list[Any] = ["INFO", "WARN", "ERROR", "200", -3, -1, 0, 1, 2, 3, 200, 500, b"", b"200"]
     vals += [("x",), ("x", "INFO"), (), ("y", "x")]
@@ -196,7 +208,7 @@ def test_many_random_filters_on_one_store_match_the_model() -> None:
         tags = {t: rng.choice(vals) for t in ("level", "code", "blob") if rng.random() < 0.8}
         ts = T0 + rng.randrange(100) + (DAY if rng.random() < 0.2 else 0)
         model.append({"s": s, "sid": series_id(SERIES[s]), "ts": ts, "eid": f"e{i:03d}", "raw": tags})
-    store = lamina.Store("/s", fs=SimFS(), registry=Registry(), engines=[ENGINE], background=False)
+    store = lamina.Store("/s", fs=SimFS(), registry=Registry(), engines=[engine], background=False)
     try:
         h = store.engine("stream")
         for k, (a, b) in enumerate(itertools.pairwise([0, 150, 300, 450, 550, 600])):
@@ -212,6 +224,10 @@ def test_many_random_filters_on_one_store_match_the_model() -> None:
                 h.flush()
             if k == 2:
                 h.merge_now()
+        shape = QueryStats()
+        h.query(stats=shape)
+        if tiny:  # the shape the test means to exercise
+            assert shape.blocks_total >= 600 // 7 and shape.granules_read >= shape.blocks_total // 3
         checked = nonempty = 0
         for _ in range(300):
             flt = _random_filter(rng)
