@@ -134,6 +134,12 @@ def _tags_column(name: str, values: Any, n: int, engine: str) -> dict[str, np.nd
             raise InvalidInputError(
                 f"{name}.{t}", f"unsupported tag value type {type(arr[i]).__name__}", engine=engine, row=i
             )
+        if tuple in types:  # string arrays: every item a str
+            for i, v in enumerate(arr):
+                if type(v) is tuple and not all(type(x) is str for x in v):
+                    raise InvalidInputError(
+                        f"{name}.{t}", "a string array (tuple) may only hold str items", engine=engine, row=i
+                    )
         if int in types and not _ints_fit(arr if len(types) == 1 else [v for v in arr if type(v) is int]):
             for i, v in enumerate(arr):
                 if type(v) is int and not _I64_MIN <= v <= _I64_MAX:

@@ -59,6 +59,14 @@ class FileLayout:
     #: Data files stored as one frame per granule instead of one per block: small fixed-width
     #: columns (timestamps) that scans read for every block anyway.
     granule_files: tuple[str, ...] = ()
+    #: Write the `tags.tff` sidecar: per block and per tag, a Bloom filter over the tag's values
+    #: and the min/max of its int values, so tag-filtered queries skip blocks without reading
+    #: them (`PartReader.blocks_may_match`, `blocks_int_range`). Off by default: parts written
+    #: without it read as before, every block "may match".
+    tag_filters: bool = False
+    #: Granule-file columns that get per-block Bloom filters in `tags.tff` too (e.g. an element
+    #: ID looked up by value): `PartReader.column_blocks_may_match`. Needs `tag_filters`.
+    filter_columns: tuple[str, ...] = ()
 
     def __attrs_post_init__(self) -> None:
         names = [f for f, _ in self.files]
@@ -67,8 +75,14 @@ class FileLayout:
         for f in (*self.dictionary_files, *self.granule_files):
             if f not in names:
                 raise ValueError(f"{f!r} is not a data file of this layout")
+        granule_cols = {c for f, cols in self.files if f in self.granule_files for c in cols}
+        for c in self.filter_columns:
+            if c not in granule_cols:
+                raise ValueError(f"filter column {c!r} must be a column of a granule file")
+        if self.filter_columns and not self.tag_filters:
+            raise ValueError("filter_columns needs tag_filters=True (they share tags.tff)")
         for f in names:
-            if f.endswith((".t", ".tm", ".json", ".tmp")) or f in ("meta.bin", "primary.bin"):
+            if f.endswith((".t", ".tm", ".json", ".tmp")) or f in ("meta.bin", "primary.bin", "tags.tff"):
                 raise ValueError(f"data file name {f!r} collides with a core file name")
 
     def file_of(self, column: str) -> str:

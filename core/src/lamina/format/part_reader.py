@@ -31,6 +31,7 @@ from lamina.format.part_meta import SUPPORTED_VERSIONS, PartMeta
 from lamina.format.part_writer import unpack_small_file
 from lamina.format.records import RecordError, load_record
 from lamina.format.rows import Rows
+from lamina.format.tag_filter import TagFilters
 from lamina.format.tags import MODE_DICT, TagDict, decode_chunk, decode_tag_meta
 from lamina.io.fs import FileSystem, ReadableFile
 from lamina.io.reader import read_exact
@@ -148,6 +149,7 @@ class PartReader:
         self._granule_starts: np.ndarray | None = None
         self._layouts: Any = None
         self._bloom: BloomFilter | None = None
+        self.tag_filters: TagFilters | None = None
         self.dictionary: ZstdDict | None = None
         self.index: MetaIndex
         self._kinds: dict[str, ColumnKind] = {}
@@ -229,13 +231,24 @@ class PartReader:
         if key_filter and key_filter in meta.files:
             raw = self._small(key_filter)
             self._bloom = self._decode(key_filter, -1, lambda: BloomFilter.from_bytes(raw))
+        if names.TAG_FILTERS in meta.files:
+            raw_tf = self._small(names.TAG_FILTERS)
+            self.tag_filters = self._decode(
+                names.TAG_FILTERS, -1, lambda: TagFilters.from_bytes(raw_tf, sorted(meta.tags), meta.blocks)
+            )
         if meta.dictionary_id:
             self.dictionary = ZstdDict(self._small(names.DICTIONARY))
             if self.dictionary.dict_id != meta.dictionary_id:
                 raise CorruptPartError(name, names.DICTIONARY, -1, R.CHECKSUM, "dictionary id mismatch")
         # Every other checksummed small file (tag.type, sidecars the core does not interpret):
         # a file metadata.json vouches for is verified, whether or not this reader uses it.
-        checked = {names.META_INDEX, names.DICTIONARY, key_filter, *map(names.tag_meta_file, meta.tags)}
+        checked = {
+            names.META_INDEX,
+            names.DICTIONARY,
+            names.TAG_FILTERS,
+            key_filter,
+            *map(names.tag_meta_file, meta.tags),
+        }
         for fname in sorted(set(meta.checksums) - checked):
             self._small(fname)
         return self
@@ -368,6 +381,46 @@ class PartReader:
         if not self._key_range[0] <= key <= self._key_range[1]:
             return False
         return self._bloom is None or self._bloom.may_contain(key)
+
+    # -- per-block tag summaries (tags.tff) ---------------------------------------------------
+    def blocks_may_match(self, tag: str, values: list[Any]) -> np.ndarray:
+        """Per block of the part: False when the block certainly holds none of `values` for
+        `tag` (typed equality: 1, "1" and True differ). A part without the tag matches nowhere;
+        a part written without tag filters answers True for every block."""
+        n = self.meta.blocks
+        if tag not in self.meta.tags:
+            return np.zeros(n, dtype=bool)
+        if self.tag_filters is None:
+            return np.ones(n, dtype=bool)
+        return self.tag_filters.may_match(tag, values)
+
+    def column_blocks_may_match(self, column: str, values: list[Any]) -> np.ndarray:
+        """Per block: False when the block certainly holds none of `values` in `column` (a
+        layout `filter_columns` column); True everywhere when the part has no such filter."""
+        got = None if self.tag_filters is None else self.tag_filters.column_may_match(column, values)
+        return np.ones(self.meta.blocks, dtype=bool) if got is None else got
+
+    def block_may_match(self, block: int, tag: str, value: Any) -> bool:
+        """`blocks_may_match` for one block and one value."""
+        return bool(self.blocks_may_match(tag, [value])[block])
+
+    def blocks_int_range(self, tag: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Per block: (holds int values of `tag`, their min, their max); None when the part was
+        written without tag filters (nothing known). A part without the tag holds no ints."""
+        if tag not in self.meta.tags:
+            n = self.meta.blocks
+            return np.zeros(n, bool), np.zeros(n, np.int64), np.zeros(n, np.int64)
+        if self.tag_filters is None:
+            return None
+        return self.tag_filters.int_ranges(tag)
+
+    def block_int_range(self, block: int, tag: str) -> tuple[int, int] | None:
+        """(min, max) of the int values of `tag` in `block`; None when it holds none or the part
+        has no tag filters."""
+        r = self.blocks_int_range(tag)
+        if r is None or not r[0][block]:
+            return None
+        return int(r[1][block]), int(r[2][block])
 
     # -- granule chunks ----------------------------------------------------------------------
     def _chunk(self, granule: int, stream: int) -> Any:
@@ -744,6 +797,24 @@ class PartReader:
             for s in range(len(self.meta.granule_streams)):
                 self._chunk(g, s)
                 n += 1
+        if self.tag_filters is not None:
+            # the summaries must admit every value stored: a filter that wrongly rejects would
+            # make queries silently skip rows
+            for i in range(len(bt.keys)):
+                for t, vals in self.read_tags(i).items():
+                    problem = self.tag_filters.check_block(i, t, vals)
+                    if problem is not None:
+                        raise CorruptPartError(
+                            self.name, names.TAG_FILTERS, -1, R.DECODE, problem, engine=self.engine
+                        )
+                cols = self.tag_filters.columns
+                for c, vals in (self.read_block(i, cols, []) if cols else {}).items():
+                    problem = self.tag_filters.check_block(i, c, vals, column=True)
+                    if problem is not None:
+                        raise CorruptPartError(
+                            self.name, names.TAG_FILTERS, -1, R.DECODE, problem, engine=self.engine
+                        )
+            n += 1
         return n + len(self.index.granules)
 
     def close(self) -> None:

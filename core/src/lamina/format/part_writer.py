@@ -26,6 +26,7 @@ from lamina.format.compression import ZstdDict
 from lamina.format.encoding import DecodeError, get_uvarint, put_uvarint
 from lamina.format.part_meta import FORMAT_VERSION, PartMeta
 from lamina.format.rows import Rows, object_array, row_sizes
+from lamina.format.tag_filter import TagFilterBuilder
 from lamina.format.tags import MODE_DICT, TagDict, encode_chunk, encode_tag_meta
 from lamina.schema import BlockSchema, ColumnKind, FileLayout
 
@@ -176,6 +177,11 @@ class PartWriter:
         self._last_key: bytes | None = None
         self._all_keys: list[bytes] = []
         self._ranges: dict[str, list[int]] = {}
+        # per-block tag summaries, built from the tag values of every block written (encoded
+        # or raw-copied alike: tag values always travel through here)
+        self._tag_filters = (
+            TagFilterBuilder(self.tag_names, layout.filter_columns) if layout.tag_filters else None
+        )
 
     # -- adding blocks -----------------------------------------------------------------------
     def _check_order(self, keys: list[bytes]) -> None:
@@ -451,10 +457,17 @@ class PartWriter:
             frame = encode_frame([encode_column(self._kinds[c], gather(c)) for c in cols])
             self._pack_write(fname, frame, gentries[j], level)
         base = len(self.granule_files)
+        filter_cols = []
         for k, t in enumerate(self.tag_names):
             mode, tdict = self.tags.modes[t]
-            chunk = encode_chunk(mode, cat(pend, t, tags=True), len(tdict) if tdict is not None else 0)
+            tcol = cat(pend, t, tags=True)
+            chunk = encode_chunk(mode, tcol, len(tdict) if tdict is not None else 0)
             self._pack_write(names.tag_data_file(t), chunk, gentries[base + k], level)
+            filter_cols.append((mode, tdict, tcol))
+        if self._tag_filters is not None:
+            self._tag_filters.add_granule(
+                counts, filter_cols, [gather(c) for c in self.layout.filter_columns]
+            )
         g = np.zeros((), dtype=GRANULE)
         g["blocks"], g["rows"] = nb, self._grows
         g["min_ts"], g["max_ts"] = blocks["min_ts"].min(), blocks["max_ts"].max()
@@ -508,6 +521,8 @@ class PartWriter:
         if self.layout.key_filter:
             keys = key_filter_keys if key_filter_keys is not None else self._all_keys
             small(self.layout.key_filter, BloomFilter.build(keys).to_bytes())
+        if self._tag_filters is not None:
+            small(names.TAG_FILTERS, self._tag_filters.to_bytes())
         if self.dictionary is not None:
             small(names.DICTIONARY, self.dictionary.data)
         for fname, _ in self.layout.files:

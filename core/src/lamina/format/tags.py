@@ -7,6 +7,9 @@ block-compression.md). The dictionary holds *typed* values, so a tag that is a s
 and an int in another merges without renaming tricks: both values keep their own type.
 
 A tag with more distinct values than `MAX_DICT` is stored PLAIN: typed values per granule chunk.
+
+String arrays (e.g. a log line's labels) are values too: a `tuple` of str, hashable so it can be
+a dictionary entry like any scalar; its payload is uvarint count + bytes list of the UTF-8 items.
 """
 
 from __future__ import annotations
@@ -32,9 +35,24 @@ from lamina.format.rows import object_array
 
 MAX_DICT = 65_536
 
-ABSENT, T_STR, T_INT, T_FLOAT, T_BYTES, T_BOOL = range(6)
-TYPE_NAMES = {T_STR: "str", T_INT: "int", T_FLOAT: "float", T_BYTES: "bytes", T_BOOL: "bool"}
-_TYPE_OF: dict[type, int] = {str: T_STR, int: T_INT, float: T_FLOAT, bytes: T_BYTES, bool: T_BOOL}
+ABSENT, T_STR, T_INT, T_FLOAT, T_BYTES, T_BOOL, T_STR_ARR = range(7)
+TYPE_NAMES = {
+    T_STR: "str",
+    T_INT: "int",
+    T_FLOAT: "float",
+    T_BYTES: "bytes",
+    T_BOOL: "bool",
+    T_STR_ARR: "str_arr",
+}
+_TYPE_OF: dict[type, int] = {
+    str: T_STR,
+    int: T_INT,
+    float: T_FLOAT,
+    bytes: T_BYTES,
+    bool: T_BOOL,
+    tuple: T_STR_ARR,
+}
+T_LAST = T_STR_ARR
 MODE_DICT, MODE_PLAIN = 1, 2
 
 _I64 = struct.Struct("<q")
@@ -59,6 +77,8 @@ def _payload(t: int, v: Any) -> bytes:
         return _F64.pack(v)
     if t == T_BOOL:
         return b"\x01" if v else b"\x00"
+    if t == T_STR_ARR:
+        return put_uvarint(len(v)) + encode_bytes_list([x.encode() for x in v])
     return v
 
 
@@ -74,6 +94,12 @@ def _value(t: int, b: bytes) -> Any:
             if b not in (b"\x00", b"\x01"):
                 raise DecodeError(f"bad bool tag value {b!r}")
             return b == b"\x01"
+        if t == T_STR_ARR:
+            view = memoryview(b)
+            n, pos = get_uvarint(view, 0)
+            if n > len(view):
+                raise DecodeError(f"string array of {n} items in {len(view)} bytes")
+            return tuple(x.decode() for x in decode_bytes_list(view[pos:], n))
     except (UnicodeDecodeError, struct.error) as e:
         raise DecodeError(f"bad tag value of type {TYPE_NAMES.get(t, t)}: {e}") from None
     return b
@@ -122,7 +148,7 @@ def _decode_values(data: bytes | memoryview) -> list[Any]:
 def _decode_values_list(view: memoryview, pos: int, n: int, types: bytes, npay: int) -> list[Any]:
     if npay != n - types.count(ABSENT):
         raise DecodeError(f"{npay} payloads for {n} typed values")
-    if n and max(types) > T_BOOL:
+    if n and max(types) > T_LAST:
         raise DecodeError("unknown tag value type")
     if n and npay == n and types.count(types[0]) == n and types[0] in (T_STR, T_INT, T_BYTES):
         return _decode_one_type(types[0], view[pos:], n)

@@ -361,7 +361,7 @@ def _format_version(lab: CorruptionLab) -> Applied:
 
 def _flip_sidecar(kind: str) -> Callable[[CorruptionLab], Applied]:
     """One bit of a small whole-file-checksummed sidecar: a tag dictionary (`<tag>.tm`), the key
-    filter, or the tag type list."""
+    filter, the per-block tag filters (`tags.tff`), or the tag type list."""
 
     def apply(lab: CorruptionLab) -> Applied:
         part = lab.victim
@@ -370,6 +370,8 @@ def _flip_sidecar(kind: str) -> Callable[[CorruptionLab], Applied]:
             f = names.tag_meta_file(sorted(meta.tags)[0]) if meta.tags else None
         elif kind == "key-filter":
             f = lab.engine.layout.key_filter
+        elif kind == "tag-filters":
+            f = names.TAG_FILTERS if lab.engine.layout.tag_filters else None
         else:
             f = lab.engine.layout.tag_types if meta.tags else None
         if f is None or f not in meta.files:
@@ -426,6 +428,7 @@ DAMAGES: tuple[Damage, ...] = (
     Damage("zero-length-data-file", _zero_length(False), "open", _SIZE),
     Damage("zero-length-data-file-forged", _zero_length(True), "merge", FRAME_REASONS),
     Damage("bitflip-tag-types", _flip_sidecar("tag-types"), "open", _CHECKSUM),
+    Damage("bitflip-tag-filters", _flip_sidecar("tag-filters"), "open", _CHECKSUM),
 )
 _BY_NAME = {d.name: d for d in DAMAGES}
 
