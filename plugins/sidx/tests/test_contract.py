@@ -1,4 +1,4 @@
-"""The corruption contract (lamina.testing.contract) on the sidx engine: a torn `data.bin` or
+"""The contract suites (lamina.testing) on the sidx engine. Corruption: a torn `data.bin` or
 `keys.bin`, a flipped bit in any file, a part without its commit record... never panics, never
 crash-loops and never takes a healthy part's entries with it."""
 
@@ -10,13 +10,15 @@ from typing import Any
 import pytest
 
 import lamina
-from lamina.testing import CorruptionContract
+from lamina.testing import CorruptionContract, EngineContract, MergeContract
 from lamina_sidx.plugin import make_engine
 
 T0 = 1_700_000_000_000_000_000
 
 
-class TestSidxCorruption(CorruptionContract):
+class SidxSamples:
+    """The fixtures every contract suite takes, for the sidx engine."""
+
     @pytest.fixture
     def engine(self) -> lamina.Engine:
         # small blocks so each part has 30+ blocks, as the contract asks
@@ -47,3 +49,23 @@ class TestSidxCorruption(CorruptionContract):
     @pytest.fixture
     def query_all(self) -> Callable[[lamina.EngineHandle], list[Any]]:
         return lambda handle: sorted(e.order() for e in handle.query())
+
+    @pytest.fixture
+    def query_range(self) -> Callable[[lamina.EngineHandle, int, int], list[Any]]:
+        return lambda handle, start, end: sorted(e.order() for e in handle.query(start=start, end=end))
+
+    @pytest.fixture
+    def row_timestamp(self) -> Callable[[Any], int]:
+        return lambda row: row[2]
+
+
+class TestSidxCorruption(SidxSamples, CorruptionContract):
+    pass
+
+
+class TestSidxEngine(SidxSamples, EngineContract):
+    pass
+
+
+class TestSidxMerges(SidxSamples, MergeContract):
+    pass

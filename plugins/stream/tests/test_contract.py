@@ -1,4 +1,4 @@
-"""The corruption contract (lamina.testing.contract) on the stream engine: torn files, flipped
+"""The contract suites (lamina.testing) on the stream engine. Corruption: torn files, flipped
 bits in any file (the per-block tag filters `tags.tff` included), parts without a commit record...
 never panic, never crash-loop and never take a healthy part's elements with it."""
 
@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import lamina
-from lamina.testing import CorruptionContract
+from lamina.testing import CorruptionContract, EngineContract, MergeContract
 from lamina_stream import Element
 from lamina_stream.plugin import ENGINE
 
@@ -22,7 +22,9 @@ def _row(e: Element) -> tuple[Any, ...]:
     return (e.series_id, e.timestamp, e.element_id, tags)
 
 
-class TestStreamCorruption(CorruptionContract):
+class StreamSamples:
+    """The fixtures every contract suite takes, for the stream engine."""
+
     @pytest.fixture
     def engine(self) -> lamina.Engine:
         return ENGINE
@@ -53,3 +55,23 @@ class TestStreamCorruption(CorruptionContract):
     @pytest.fixture
     def query_all(self) -> Callable[[lamina.EngineHandle], list[Any]]:
         return lambda handle: sorted(_row(e) for e in handle.query())
+
+    @pytest.fixture
+    def query_range(self) -> Callable[[lamina.EngineHandle, int, int], list[Any]]:
+        return lambda handle, start, end: sorted(_row(e) for e in handle.query(start=start, end=end))
+
+    @pytest.fixture
+    def row_timestamp(self) -> Callable[[Any], int]:
+        return lambda row: row[1]
+
+
+class TestStreamCorruption(StreamSamples, CorruptionContract):
+    pass
+
+
+class TestStreamEngine(StreamSamples, EngineContract):
+    pass
+
+
+class TestStreamMerges(StreamSamples, MergeContract):
+    pass
