@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import lamina
-from lamina.testing import CorruptionContract
+from lamina.testing import CorruptionContract, CrashContract
 from lamina.testing.kv import KV, kv_batch
 
 T0 = 1_700_000_000_000_000_000
@@ -40,3 +40,12 @@ class TestKvCorruption(CorruptionContract):
     @pytest.fixture
     def query_all(self) -> Callable[[lamina.EngineHandle], list[Any]]:
         return lambda handle: sorted(_row(r) for r in handle.query())
+
+
+class TestKvCrash(CrashContract):
+    """The crash contract (lamina.testing.crash_contract) on the kv reference engine, with the
+    same fixtures as the corruption contract."""
+
+    engine = TestKvCorruption.engine
+    sample_batches = TestKvCorruption.sample_batches
+    query_all = TestKvCorruption.query_all

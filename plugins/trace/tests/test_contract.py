@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import lamina
-from lamina.testing import CorruptionContract
+from lamina.testing import CorruptionContract, CrashContract
 from lamina_trace import Span
 from lamina_trace.plugin import ENGINE
 
@@ -55,3 +55,12 @@ class TestTraceCorruption(CorruptionContract):
     @pytest.fixture
     def query_all(self) -> Callable[[lamina.EngineHandle], list[Any]]:
         return lambda handle: sorted(_row(s) for s in handle.query())
+
+
+class TestTraceCrash(CrashContract):
+    """The crash contract (lamina.testing.crash_contract) on the trace engine: crash at every
+    file-system operation of every short workload, and I/O errors at every operation."""
+
+    engine = TestTraceCorruption.engine
+    sample_batches = TestTraceCorruption.sample_batches
+    query_all = TestTraceCorruption.query_all

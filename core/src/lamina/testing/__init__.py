@@ -1,6 +1,7 @@
 """Test support for Lamina and its engines: the kv reference engine (`lamina.testing.kv`), damage
-helpers (`lamina.testing.damage`) and the corruption contract engine suites subclass
-(`from lamina.testing import CorruptionContract`)."""
+helpers (`lamina.testing.damage`), and the contracts engine suites subclass
+(`from lamina.testing import CorruptionContract, CrashContract`): corruption, and crash / power
+loss / I/O errors (`lamina.testing.crash`, `faults`, `fuzz`, `torture`)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ from typing import Any
 try:  # rewrite the contract's asserts (readable failures in every engine's suite)
     import pytest
 
-    pytest.register_assert_rewrite("lamina.testing.contract")
+    pytest.register_assert_rewrite("lamina.testing.contract", "lamina.testing.crash_contract")
 except ImportError:  # pytest is optional: the damage helpers work without it
     pass
 
-__all__ = ["CorruptionContract"]
+__all__ = ["CorruptionContract", "CrashContract"]
 
 
 def __getattr__(name: str) -> Any:
@@ -21,4 +22,8 @@ def __getattr__(name: str) -> Any:
         from lamina.testing.contract import CorruptionContract
 
         return CorruptionContract
+    if name == "CrashContract":
+        from lamina.testing.crash_contract import CrashContract
+
+        return CrashContract
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

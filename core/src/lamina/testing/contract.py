@@ -430,7 +430,6 @@ DAMAGES: tuple[Damage, ...] = (
 _BY_NAME = {d.name: d for d in DAMAGES}
 
 
-
 # -- the contract ---------------------------------------------------------------------------------
 class CorruptionContract:
     """Subclass as `Test<Engine>Corruption` and override `engine`, `sample_batches`, `query_all`."""
