@@ -39,6 +39,8 @@ import attrs
 import lamina
 from lamina import names
 from lamina.errors import CorruptionReason, CorruptPartError
+from lamina.format.part_meta import SUPPORTED_VERSIONS, QuarantineReason
+from lamina.format.records import RecordError, load_record
 from lamina.io import durable
 from lamina.io.sim import SimFS
 from lamina.plugins import Registry
@@ -260,9 +262,15 @@ def check_state(subject: Subject, fs: SimFS, ledger: Ledger, *, follow_up: bool 
             if (problem := _debris(fs, t)) is not None:
                 return problem
             cdir = posixpath.join(t.path, names.CORRUPT_DIR)
-            stray = set(fs.listdir(cdir) if fs.is_dir(cdir) else []) - ledger.quarantined
-            if stray:
+            held = set(fs.listdir(cdir) if fs.is_dir(cdir) else [])
+            if stray := held - ledger.quarantined:
                 return f"unexpected quarantined parts {sorted(stray)}"
+            for q in sorted(held):  # every quarantined part keeps a readable reason
+                try:
+                    data = fs.read_file(posixpath.join(cdir, q, names.REASON))
+                    load_record(data, QuarantineReason, SUPPORTED_VERSIONS)
+                except (OSError, RecordError) as e:
+                    return f"quarantined part {q} has no valid {names.REASON}: {e}"
         if (problem := _dropping_left(fs, subject)) is not None:
             return problem
         if follow_up:
@@ -488,7 +496,8 @@ class Explorer:
     def explore(self, workload: Sequence[str], *, skip: int = 0, stop_first: bool = False) -> CrashReport:
         """Crash `PREFIX + workload` at every mutating op of the workload proper, except its
         first `skip` ops (explored already by a shorter workload), build every variant, check
-        each distinct state. `stop_first`: return at the first violation."""
+        each distinct state; `skip=-1` explores the prefix too (creating the store and its first
+        parts). `stop_first`: return at the first violation."""
         report = CrashReport()
         fs = SimFS()
         run = Run(self.subject, fs)
@@ -529,8 +538,11 @@ class Explorer:
 
         fs.observer = observe
         try:
-            run.run((*PREFIX, *workload[:skip]), close=False)
-            start[0] = fs.op_count
+            if skip < 0:
+                start[0] = 0
+            run.run((*PREFIX, *workload[: max(skip, 0)]), close=False)
+            if skip >= 0:
+                start[0] = fs.op_count
             run.run(workload[skip:])
         except _Stop:
             pass

@@ -75,6 +75,13 @@ class CrashContract:
         assert report.distinct > 0
         assert not report.violations, report.summary()
 
+    def test_crash_while_creating_the_store_and_its_first_parts_keeps_the_invariants(
+        self, subject: Subject
+    ) -> None:
+        report = Explorer(subject, Profile.ci()).explore((), skip=-1)
+        assert report.points >= 20
+        assert not report.violations, report.summary()
+
     @pytest.mark.parametrize("first", OPS)
     def test_crash_at_every_operation_of_every_two_op_workload_keeps_the_invariants(
         self, subject: Subject, first: str
