@@ -88,7 +88,7 @@ def load_record(data: bytes, cls: type[T], supported_versions: tuple[int, ...]) 
     # sector) or other damage to mere layout would pass it. A record is only trusted if it is
     # byte for byte what dump_record writes (issue 7's fuzzer found the lost newline).
     if json.dumps({**body, CHECKSUM_KEY: stored}, indent=1).encode() + b"\n" != data:
-        raise RecordError(["the record's bytes differ from its canonical form (damaged layout or a torn end)"])
+        raise RecordError(["bytes differ from the canonical form (damaged layout or a torn end)"])
     try:
         return CONVERTER.structure(body, cls)
     except cattrs.BaseValidationError as e:
