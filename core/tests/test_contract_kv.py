@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import lamina
-from lamina.testing import CorruptionContract, EngineContract, MergeContract
+from lamina.testing import CorruptionContract, CrashContract, EngineContract, MergeContract
 from lamina.testing.kv import KV, kv_batch
 
 T0 = 1_700_000_000_000_000_000
@@ -62,3 +62,8 @@ class TestKvEngine(KvSamples, EngineContract):
 
 class TestKvMerges(KvSamples, MergeContract):
     pass
+
+
+class TestKvCrash(KvSamples, CrashContract):
+    """The crash contract (lamina.testing.crash_contract) on the kv reference engine, with the
+    same fixtures as the corruption contract."""

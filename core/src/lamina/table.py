@@ -281,8 +281,17 @@ class Table:
         try:
             rmtree(self.fs, path)
             fsync_dir(self.fs, self.path)
+        except FsyncFailed as e:
+            self._poison_after_commit(e)
         except OSError as e:  # recovery removes unlisted parts anyway
             self.log.warning("could not remove retired part {}: {}", h.name, e)
+
+    def _poison_after_commit(self, err: FsyncFailed) -> None:
+        """A barrier failed after the commit point (pruning, retiring): the commit stands, but the
+        disk just failed a writeback, so no further commit is trusted until reopen (SPEC §4)."""
+        if self._poison is None:
+            self._poison = err
+            self.log.error("fsync failed after a commit; table poisoned until reopen: {}", err)
 
     def _adopt_dictionary(self) -> None:
         newest = max(self._live.values(), key=lambda h: h.part_id, default=None)
@@ -373,6 +382,8 @@ class Table:
                     self._flushing.remove(flushed)
             try:
                 prune_manifests(self.fs, self.path, self._epoch - 1)
+            except FsyncFailed as e:
+                self._poison_after_commit(e)
             except OSError as e:  # an old manifest left behind is harmless
                 self.log.warning("could not prune old manifests: {}", e)
         for h in retired:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import lamina
-from lamina.testing import CorruptionContract, EngineContract, MergeContract
+from lamina.testing import CorruptionContract, CrashContract, EngineContract, MergeContract
 from lamina_trace import Span
 from lamina_trace.plugin import ENGINE
 
@@ -77,3 +77,8 @@ class TestTraceEngine(TraceSamples, EngineContract):
 
 class TestTraceMerges(TraceSamples, MergeContract):
     pass
+
+
+class TestTraceCrash(TraceSamples, CrashContract):
+    """The crash contract (lamina.testing.crash_contract) on the trace engine: crash at every
+    file-system operation of every short workload, and I/O errors at every operation."""

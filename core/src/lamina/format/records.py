@@ -84,6 +84,11 @@ def load_record(data: bytes, cls: type[T], supported_versions: tuple[int, ...]) 
     actual = crc32c(_canonical(body))
     if actual != stored:
         raise RecordError([f"body checksum mismatch: stored {stored:#010x}, computed {actual:#010x}"])
+    # The checksum covers the parsed body, not the bytes: a lost trailing newline (a torn last
+    # sector) or other damage to mere layout would pass it. A record is only trusted if it is
+    # byte for byte what dump_record writes (issue 7's fuzzer found the lost newline).
+    if json.dumps({**body, CHECKSUM_KEY: stored}, indent=1).encode() + b"\n" != data:
+        raise RecordError(["bytes differ from the canonical form (damaged layout or a torn end)"])
     try:
         return CONVERTER.structure(body, cls)
     except cattrs.BaseValidationError as e:

@@ -131,11 +131,11 @@ _Node = _File | _Dir
 
 
 class _Change(NamedTuple):
-    """One pending (unsynced) change: either a directory entry or a file's bytes."""
+    """One pending (unsynced) change: directory entries (one, or both names of an atomic rename)
+    or a file's bytes."""
 
     description: str
-    directory: _Dir | None
-    name: str | None
+    entries: tuple[tuple[_Dir, str], ...]
     file: _File | None
 
 
@@ -277,6 +277,11 @@ class SimFS:
         self._crash_at: int | None = None
         self._crashed = False
         self._faults: list[Fault] = []
+        #: Called as `observer(index, op, path)` right before mutating op `index` runs, i.e. in
+        #: exactly the state `crash_at(index)` would leave. A crash explorer takes every crash
+        #: state of a workload from ONE run this way instead of re-running it once per crash point;
+        #: it may also `inject` a fault, which then applies to this very op.
+        self.observer: Callable[[int, str, str], None] | None = None
 
     # ---------------------------------------------------------------- crash points and faults
 
@@ -348,6 +353,8 @@ class SimFS:
         """Crash-point check, count and log one mutating op; return the fault to apply, if any."""
         self._check_alive()
         index = self.op_count
+        if self.observer is not None:
+            self.observer(index, op, path)
         if self._crash_at is not None and index == self._crash_at:
             self._crashed = True
             raise SimulatedCrash(f"simulated crash before op {index}: {op} {path}")
@@ -557,7 +564,14 @@ class SimFS:
             self._locks.add(path)
         return _SimLock(self, path)
 
-    def crash_state(self, mode: str = "power", *, seed: int | None = None, torn: int | None = None) -> SimFS:
+    def crash_state(
+        self,
+        mode: str = "power",
+        *,
+        seed: int | None = None,
+        torn: int | None = None,
+        atomic_renames: bool = False,
+    ) -> SimFS:
         """A new SimFS holding what the disk would contain after a crash now; self is untouched.
 
         The result is fully durable (its synced state equals its current state), has no open
@@ -584,6 +598,7 @@ class SimFS:
           is independently applied or not with probability 1/2, and each unsynced append keeps a
           random prefix: nothing (p=1/4), all of it (p=1/4) or a uniform cut (p=1/2), at byte
           granularity or at multiples of `torn` if given. Content never drops below `synced`.
+          `atomic_renames=True` draws once for both names of a rename (see `omission_states`).
         `seed=None` means seed 0 for "random", so every crash state is reproducible.
         """
         if mode not in CRASH_MODES:
@@ -599,10 +614,20 @@ class SimFS:
                 rng = random.Random(seed) if seed is not None else None
                 tear = torn or 512
                 return self._materialize(lambda d: d.synced_entries, lambda f: _torn_content(f, tear, rng))
-            return self._random_state(random.Random(0 if seed is None else seed), torn or 1)
+            return self._random_state(random.Random(0 if seed is None else seed), torn or 1, atomic_renames)
 
-    def _random_state(self, rng: random.Random, grain: int) -> SimFS:
+    def _random_state(self, rng: random.Random, grain: int, atomic_renames: bool = False) -> SimFS:
         chosen: dict[int, dict[str, _Node]] = {}
+        groups = self._rename_groups() if atomic_renames else {}
+        decided: dict[int, bool] = {}
+
+        def applied(d: _Dir, name: str) -> bool:
+            group = groups.get((id(d), name))
+            if group is None:
+                return rng.random() < 0.5
+            if group not in decided:  # both names of a rename share one draw
+                decided[group] = rng.random() < 0.5
+            return decided[group]
 
         def entries_of(d: _Dir) -> dict[str, _Node]:
             got = chosen.get(id(d))
@@ -610,7 +635,7 @@ class SimFS:
                 got = dict(d.synced_entries)
                 for name in sorted(set(d.entries) | set(d.synced_entries)):
                     cur = d.entries.get(name)
-                    if cur is d.synced_entries.get(name) or rng.random() >= 0.5:
+                    if cur is d.synced_entries.get(name) or not applied(d, name):
                         continue
                     if cur is None:
                         del got[name]
@@ -621,7 +646,7 @@ class SimFS:
 
         return self._materialize(entries_of, lambda f: _random_content(f, grain, rng))
 
-    def omission_states(self) -> Iterator[tuple[str, SimFS]]:
+    def omission_states(self, *, atomic_renames: bool = False) -> Iterator[tuple[str, SimFS]]:
         """ALICE-style single omission: the "process" state minus exactly one pending change.
 
         Yields (description, state) for each change listed by `pending()`, in the same order
@@ -629,26 +654,35 @@ class SimFS:
         may resurrect an unlinked file or drop a new one), or a file's bytes reverted to its
         synced bytes. A protocol that is correct only if some durable write is *ordered* before
         another shows up here, even when every power-loss state looks fine.
+
+        `atomic_renames=True` keeps both names of a pending rename together (omitted as one
+        change), which is SPEC §11's failure model ("renames atomic", as on ext4 and xfs);
+        the default treats each directory separately, the simulator's pessimistic model.
         """
         with self._lock:
-            changes = self._changes()
+            changes = self._changes(atomic_renames)
         for change in changes:
             with self._lock:
                 state = self._omit(change)
             yield change.description, state
 
     def _omit(self, change: _Change) -> SimFS:
-        target_dir, target_name, target_file = change.directory, change.name, change.file
+        target_file = change.file
+        targets: dict[int, list[str]] = {}
+        for d, name in change.entries:
+            targets.setdefault(id(d), []).append(name)
 
         def entries_of(d: _Dir) -> dict[str, _Node]:
-            if d is not target_dir or target_name is None:
+            names = targets.get(id(d))
+            if names is None:
                 return d.entries
             entries = dict(d.entries)
-            old = d.synced_entries.get(target_name)
-            if old is None:
-                entries.pop(target_name, None)
-            else:
-                entries[target_name] = old
+            for target_name in names:
+                old = d.synced_entries.get(target_name)
+                if old is None:
+                    entries.pop(target_name, None)
+                else:
+                    entries[target_name] = old
             return entries
 
         def content_of(f: _File) -> bytes:
@@ -696,9 +730,12 @@ class SimFS:
 
     # -------------------------------------------------------------------- test helpers
 
-    def _changes(self) -> list[_Change]:
-        """Every pending change reachable in the current tree, in sorted depth-first order."""
+    def _changes(self, atomic_renames: bool = False) -> list[_Change]:
+        """Every pending change reachable in the current tree, in sorted depth-first order
+        (with `atomic_renames`, the two names of a rename as one change, at the first one)."""
         changes: list[_Change] = []
+        groups = self._rename_groups() if atomic_renames else {}
+        grouped: dict[int, int] = {}  # group -> index in changes
 
         def walk(d: _Dir, prefix: str) -> None:
             for name in sorted(set(d.entries) | set(d.synced_entries)):
@@ -706,15 +743,52 @@ class SimFS:
                 path = _join(prefix, name)
                 if cur is not old:
                     what = "added" if old is None else "removed" if cur is None else "replaced"
-                    changes.append(_Change(f"entry {path}: {what}", d, name, None))
+                    desc = f"entry {path}: {what}"
+                    group = groups.get((id(d), name))
+                    if group is not None and group in grouped:
+                        i = grouped[group]
+                        first = changes[i]
+                        changes[i] = _Change(
+                            f"{first.description} + {desc}", (*first.entries, (d, name)), None
+                        )
+                    else:
+                        if group is not None:
+                            grouped[group] = len(changes)
+                        changes.append(_Change(desc, ((d, name),), None))
                 if isinstance(cur, _File) and cur.data != cur.synced:
                     desc = f"data {path}: {len(cur.synced)} bytes durable, {len(cur.data)} bytes current"
-                    changes.append(_Change(desc, None, None, cur))
+                    changes.append(_Change(desc, (), cur))
                 elif isinstance(cur, _Dir):
                     walk(cur, path)
 
         walk(self._root, "/")
         return changes
+
+    def _rename_groups(self) -> dict[tuple[int, str], int]:
+        """Pending entry changes that are the two names of one rename: (id(dir), name) -> group.
+
+        A rename shows as the inode's durable name gone (or replaced) in one place and a new name
+        pointing at it in another; pairing them by inode lets a crash model keep renames atomic.
+        """
+        removed: dict[int, tuple[int, str]] = {}
+        added: dict[int, tuple[int, str]] = {}
+
+        def walk(d: _Dir) -> None:
+            for name in set(d.entries) | set(d.synced_entries):
+                cur, old = d.entries.get(name), d.synced_entries.get(name)
+                if cur is not old:
+                    if old is not None:
+                        removed[id(old)] = (id(d), name)
+                    if cur is not None:
+                        added[id(cur)] = (id(d), name)
+                if isinstance(cur, _Dir):
+                    walk(cur)
+
+        walk(self._root)
+        groups: dict[tuple[int, str], int] = {}
+        for n, inode in enumerate(sorted(set(removed) & set(added))):
+            groups[removed[inode]] = groups[added[inode]] = n
+        return groups
 
     def pending(self) -> list[str]:
         """Human-readable list of the changes a power cut would lose right now.

@@ -3,7 +3,9 @@
 - Contract suites an engine's tests subclass, providing `engine`, `sample_batches` and `query_all`
   fixtures: `EngineContract` (write/flush/read/reopen, bad input, concurrent queries, no file I/O),
   `MergeContract` (merges preserve rows, clean up, record lineage), `CorruptionContract` (damage is
-  quarantined, healthy rows survive). Capabilities an engine does not declare are skipped.
+  quarantined, healthy rows survive), `CrashContract` (crash at every file-system operation,
+  power loss, I/O errors, corruption fuzzing: `lamina.testing.crash`, `faults`, `fuzz`,
+  `torture`). Capabilities an engine does not declare are skipped.
 - `Ledger`: the rows a store must return for a set of written batches.
 - `lamina.testing.fixtures`: opt-in pytest fixtures (`pytest_plugins = ["lamina.testing.fixtures"]`).
 - `lamina.testing.kv`: the minimal reference engine; `lamina.testing.damage`: damage helpers.
@@ -17,15 +19,26 @@ try:  # rewrite the contracts' asserts (readable failures in every engine's suit
     import pytest
 
     pytest.register_assert_rewrite(
-        "lamina.testing.contract", "lamina.testing.engine_contract", "lamina.testing.ledger"
+        "lamina.testing.contract",
+        "lamina.testing.crash_contract",
+        "lamina.testing.engine_contract",
+        "lamina.testing.ledger",
     )
 except ImportError:  # pytest is optional: the damage helpers work without it
     pass
 
-__all__ = ["CorruptionContract", "EngineContract", "Ledger", "MergeContract", "assert_no_direct_io"]
+__all__ = [
+    "CorruptionContract",
+    "CrashContract",
+    "EngineContract",
+    "Ledger",
+    "MergeContract",
+    "assert_no_direct_io",
+]
 
 _LAZY = {
     "CorruptionContract": "lamina.testing.contract",
+    "CrashContract": "lamina.testing.crash_contract",
     "EngineContract": "lamina.testing.engine_contract",
     "MergeContract": "lamina.testing.engine_contract",
     "assert_no_direct_io": "lamina.testing.engine_contract",
