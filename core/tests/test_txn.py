@@ -98,3 +98,18 @@ def test_a_member_flush_flushes_the_group_and_leaves_no_intent() -> None:
         assert fs.listdir(posixpath.join(ROOT, names.TXN_DIR)) == []
     finally:
         store.close()
+
+
+def test_flushes_of_a_group_are_counted_with_or_without_an_intent() -> None:
+    store = open_kv_store(ROOT, fs=SimFS())
+    try:
+        group = store.couple(MEMBERS)
+        kv = store.engine("kv")
+        kv.write(BATCHES[0], dataset="a")  # one member only: committed without an intent
+        assert len(group.flush()) == 1
+        assert store.metrics.value("lamina_flushes_total") == 1
+        _write_both(store, BATCHES[0])
+        assert len(group.flush()) == 2
+        assert store.metrics.value("lamina_flushes_total") == 3
+    finally:
+        store.close()

@@ -155,32 +155,17 @@ def flush_together(
             _abort(fs, preps, taken)
             raise
         if len(preps) == 1:  # one table: its manifest alone is atomic, no intent needed
-            return _commit_single(fs, preps[0])
-        intent_path = _write_intent(fs, root, preps, taken)
-        errors: list[BaseException] = []
-        for p in preps:
-            try:
-                p.table.commit_flush(p)
-            except Exception as e:  # a crash (BaseException) is no failure to handle
-                # The transaction is durable (the intent); this table's manifest is not. Keep the
-                # part and the rows in memory, refuse further commits: reopening rolls it forward.
-                p.table.poison(e)
-                errors.append(e)
-                continue
-            p.buf.drop()
-        if errors:
-            raise CommitUncertainError(preps[0].table.path, errors[0]) from errors[0]
-        try:
-            fs.remove(intent_path)
-            fsync_dir(fs, posixpath.dirname(intent_path))
-        except OSError as e:  # complete anyway: the next open finds every part listed and drops it
-            log.warning("could not remove transaction intent {}: {}", intent_path, e)
+            _commit_single(preps[0])
+        else:
+            _commit_all(fs, _write_intent(fs, root, preps, taken), preps)
     for p in preps:
         p.table.flushed(p)
     return [p.part_id for p in preps]
 
 
-def _commit_single(fs: FileSystem, p: PreparedFlush) -> list[int]:
+def _commit_single(p: PreparedFlush) -> None:
+    """Step 4 of a plain flush (as `Table.flush`): on failure nothing was committed, unless the
+    manifest may be durable (CommitUncertainError: the part is kept, the table poisoned)."""
     try:
         p.table.commit_flush(p)
     except BaseException as e:
@@ -190,7 +175,28 @@ def _commit_single(fs: FileSystem, p: PreparedFlush) -> list[int]:
             p.table.restore_buffer(p.buf)
         raise
     p.buf.drop()
-    return [p.part_id]
+
+
+def _commit_all(fs: FileSystem, intent_path: str, preps: list[PreparedFlush]) -> None:
+    """Steps 3-4 after the intent: every table's manifest, then the intent's removal."""
+    errors: list[BaseException] = []
+    for p in preps:
+        try:
+            p.table.commit_flush(p)
+        except Exception as e:  # a crash (BaseException) is no failure to handle
+            # The transaction is durable (the intent); this table's manifest is not. Keep the
+            # part and the rows in memory, refuse further commits: reopening rolls it forward.
+            p.table.poison(e)
+            errors.append(e)
+            continue
+        p.buf.drop()
+    if errors:
+        raise CommitUncertainError(preps[0].table.path, errors[0]) from errors[0]
+    try:
+        fs.remove(intent_path)
+        fsync_dir(fs, posixpath.dirname(intent_path))
+    except OSError as e:  # complete anyway: the next open finds every part listed and drops it
+        log.warning("could not remove transaction intent {}: {}", intent_path, e)
 
 
 def _abort(fs: FileSystem, preps: Iterable[PreparedFlush], taken: Iterable[tuple[Table, object]]) -> None:
