@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import lamina
-from lamina.testing import CorruptionContract, EngineContract, MergeContract
+from lamina.testing import CorruptionContract, CrashContract, EngineContract, MergeContract
 from lamina_measure.plugin import measure_engine
 
 T0 = 1_700_000_000_000_000_000
@@ -94,3 +94,7 @@ def _rows(res: Any) -> list[Any]:
             )
         )
     )
+
+
+class TestMeasureCrash(MeasureSamples, CrashContract):
+    pass

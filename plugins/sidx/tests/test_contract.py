@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import lamina
-from lamina.testing import CorruptionContract, EngineContract, MergeContract
+from lamina.testing import CorruptionContract, CrashContract, EngineContract, MergeContract
 from lamina_sidx.plugin import make_engine
 
 T0 = 1_700_000_000_000_000_000
@@ -68,4 +68,8 @@ class TestSidxEngine(SidxSamples, EngineContract):
 
 
 class TestSidxMerges(SidxSamples, MergeContract):
+    pass
+
+
+class TestSidxCrash(SidxSamples, CrashContract):
     pass

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import lamina
-from lamina.testing import CorruptionContract, EngineContract, MergeContract
+from lamina.testing import CorruptionContract, CrashContract, EngineContract, MergeContract
 from lamina_stream import Element
 from lamina_stream.plugin import ENGINE
 
@@ -74,4 +74,8 @@ class TestStreamEngine(StreamSamples, EngineContract):
 
 
 class TestStreamMerges(StreamSamples, MergeContract):
+    pass
+
+
+class TestStreamCrash(StreamSamples, CrashContract):
     pass
