@@ -52,14 +52,12 @@ def leaves() -> st.SearchStrategy[Filter]:
     )
 
 
-filters = st.recursive(
-    leaves(),
-    lambda children: st.one_of(
-        st.builds(And, st.lists(children, min_size=1, max_size=3)),
-        st.builds(Or, st.lists(children, min_size=1, max_size=3)),
-    ),
-    max_leaves=6,
-)
+def _compose(children: st.SearchStrategy[Filter]) -> st.SearchStrategy[Filter]:
+    terms = st.lists(children, min_size=1, max_size=3)
+    return st.one_of(terms.map(And), terms.map(Or))
+
+
+filters = st.recursive(leaves(), _compose, max_leaves=6)
 
 
 def model_match(f: Filter, tags: dict[str, Any]) -> bool:
