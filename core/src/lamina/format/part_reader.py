@@ -728,6 +728,26 @@ class PartReader:
             return None
         return np.array([i + 1 for i, v in enumerate(tdict.values) if predicate(v)], dtype=np.int64)
 
+    def granule_tag_mask(
+        self, g: int, tag: str, predicate: Callable[[Any], bool], rows: np.ndarray
+    ) -> np.ndarray:
+        """Boolean mask over `rows` (row indices within granule `g`): True where `tag` is present
+        and its value satisfies `predicate`. A part without the tag matches nothing.
+
+        Every engine's tag filter needs this; the dictionary path evaluates the predicate once per
+        distinct value and compares codes in numpy, the plain path once per row."""
+        if tag not in self.meta.tags:
+            return np.zeros(len(rows), dtype=bool)
+        codes = self.tag_codes_matching(tag, predicate)
+        if codes is not None:
+            return np.isin(self.granule_tag(g, tag, codes=True, rows=rows), codes)
+        values = self.granule_tag(g, tag, rows=rows)
+        if values is None:  # pragma: no cover - the tag is in meta.tags
+            raise KeyError(tag)
+        return np.fromiter(
+            (v is not None and bool(predicate(v)) for v in values), dtype=bool, count=len(values)
+        )
+
     def read_block_frames(self, g: int, j: int) -> list[bytes]:
         """Stored frames of every block of granule `g` in block-mode file `j` (for raw copies):
         one read of the byte range they span, then each frame's CRC32C verified against its

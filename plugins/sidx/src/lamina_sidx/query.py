@@ -68,19 +68,6 @@ def _predicate(name: str, want: Any) -> Callable[[Any], bool]:
     return lambda v: v == want and type(v) is type(want)
 
 
-def _tag_mask(
-    part: PartReader, g: int, name: str, pred: Callable[[Any], bool], rows: np.ndarray
-) -> np.ndarray:
-    if name not in part.meta.tags:
-        return np.zeros(len(rows), dtype=bool)
-    codes = part.tag_codes_matching(name, pred)
-    if codes is not None:
-        return np.isin(part.granule_tag(g, name, codes=True, rows=rows), codes)
-    values = part.granule_tag(g, name, rows=rows)
-    assert values is not None  # the tag is in the part
-    return np.fromiter((v is not None and bool(pred(v)) for v in values), dtype=bool, count=len(values))
-
-
 class _Candidates:
     """Column arrays of candidate entries, appended part by part."""
 
@@ -173,7 +160,7 @@ def _scan_part(
             for name, pred in preds.items():
                 if not len(rows):
                     break
-                rows = rows[_tag_mask(part, g, name, pred, rows + lo)]
+                rows = rows[part.granule_tag_mask(g, name, pred, rows + lo)]
             if not len(rows):
                 continue
             if ordered:

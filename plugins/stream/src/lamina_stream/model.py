@@ -17,7 +17,7 @@ String-array tags (tuples of str) compare whole with `Eq`/`In`; `Has` asks "arra
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -105,20 +105,6 @@ def _check_tag(tag: Any) -> None:
         raise InvalidInputError("where", f"tag name must be a non-empty str, got {tag!r}", engine="stream")
 
 
-def _row_mask(
-    part: PartReader, g: int, rows: np.ndarray, tag: str, pred: Callable[[Any], bool]
-) -> np.ndarray:
-    """Mask over `rows` of granule g: rows whose `tag` value satisfies `pred` (absent: False)."""
-    if tag not in part.meta.tags:
-        return np.zeros(len(rows), dtype=bool)
-    codes = part.tag_codes_matching(tag, pred)
-    if codes is not None:
-        return np.isin(part.granule_tag(g, tag, codes=True, rows=rows), codes)
-    values = part.granule_tag(g, tag, rows=rows)
-    assert values is not None
-    return np.fromiter((v is not None and pred(v) for v in values), dtype=bool, count=len(values))
-
-
 class Filter:
     """Base of filter expressions. `a & b` and `a | b` build `And` / `Or`."""
 
@@ -161,7 +147,7 @@ class Eq(Filter):
 
     def rows(self, part: PartReader, g: int, rows: np.ndarray) -> np.ndarray:
         want = self.value
-        return _row_mask(part, g, rows, self.tag, lambda v: _same(v, want))
+        return part.granule_tag_mask(g, self.tag, lambda v: _same(v, want), rows)
 
     def matches(self, tags: Mapping[str, Any]) -> bool:
         return self.tag in tags and _same(tags[self.tag], self.value)
@@ -187,7 +173,7 @@ class In(Filter):
 
     def rows(self, part: PartReader, g: int, rows: np.ndarray) -> np.ndarray:
         allowed = {(type(v), v) for v in self.values}
-        return _row_mask(part, g, rows, self.tag, lambda v: (type(v), v) in allowed)
+        return part.granule_tag_mask(g, self.tag, lambda v: (type(v), v) in allowed, rows)
 
     def matches(self, tags: Mapping[str, Any]) -> bool:
         return self.tag in tags and any(_same(tags[self.tag], v) for v in self.values)
@@ -231,7 +217,7 @@ class Range(Filter):
 
     def rows(self, part: PartReader, g: int, rows: np.ndarray) -> np.ndarray:
         lo, hi = self._lo, self._hi
-        return _row_mask(part, g, rows, self.tag, lambda v: type(v) is int and lo <= v <= hi)
+        return part.granule_tag_mask(g, self.tag, lambda v: type(v) is int and lo <= v <= hi, rows)
 
     def matches(self, tags: Mapping[str, Any]) -> bool:
         v = tags.get(self.tag)
@@ -261,7 +247,7 @@ class Has(Filter):
 
     def rows(self, part: PartReader, g: int, rows: np.ndarray) -> np.ndarray:
         item = self.item
-        return _row_mask(part, g, rows, self.tag, lambda v: type(v) is tuple and item in v)
+        return part.granule_tag_mask(g, self.tag, lambda v: type(v) is tuple and item in v, rows)
 
     def matches(self, tags: Mapping[str, Any]) -> bool:
         v = tags.get(self.tag)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -49,29 +49,15 @@ def by_trace_ids(ctx: QueryContext, trace_ids: Sequence[bytes]) -> list[Span]:
     return [s for spans in found.values() for s in spans]
 
 
-def _tag_mask(part: Any, g: int, name: str, want: Any, rows: np.ndarray) -> np.ndarray | None:
-    """Mask over `rows` (row indices of granule `g`) for one tag condition; None if the part
-    lacks the tag."""
-    if name not in part.meta.tags:
-        return None
+def _predicate(want: Any) -> Callable[[Any], bool]:
+    """One tag condition as a predicate over present values: a `TagFilter`, a list of values
+    (IN) or a value (equality); value and type together, so 1, 1.0 and True differ."""
     if isinstance(want, TagFilter):
-        pred = want.predicate
-    elif isinstance(want, list | tuple | set | frozenset):
-        # value and type together: 1, 1.0 and True are different tag values
+        return want.predicate
+    if isinstance(want, list | tuple | set | frozenset):
         allowed = {(type(a), a) for a in want}
-
-        def pred(v: Any) -> bool:
-            return (type(v), v) in allowed
-    else:
-
-        def pred(v: Any) -> bool:
-            return v == want and type(v) is type(want)
-
-    codes = part.tag_codes_matching(name, pred)
-    if codes is not None:
-        return np.isin(part.granule_tag(g, name, codes=True, rows=rows), codes)
-    values = part.granule_tag(g, name, rows=rows)
-    return np.fromiter((v is not None and pred(v) for v in values), dtype=bool, count=len(values))
+        return lambda v: (type(v), v) in allowed
+    return lambda v: v == want and type(v) is type(want)
 
 
 def by_time_range(
@@ -137,8 +123,7 @@ def _scan_part(part: Any, lo: int, hi: int, conds: dict[str, Any], hits: list) -
         for name, want in conds.items():
             if not len(rows):
                 break
-            tm = _tag_mask(part, g, name, want, rows)
-            rows = rows[tm] if tm is not None else rows[:0]
+            rows = rows[part.granule_tag_mask(g, name, _predicate(want), rows)]
         if not len(rows):
             continue
         lo_rows = bt.row_lo[b0:b1]
