@@ -272,6 +272,9 @@ def test_crash_at_every_operation_of_define_leaves_it_absent_or_whole(mode: str)
                 [],
                 sorted(zip([b"k0", b"k1", b"k0"], [T0, T0 + 1, T0 + 2], [0, 1, 2], strict=True)),
             )
+            # SPEC §10.6: no debris of the interrupted atomic write survives the open
+            tmp = [p for p in after.tree() if p.endswith(".tmp")]
+            assert tmp == [], (k, tmp)
         finally:
             s.close()
 

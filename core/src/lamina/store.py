@@ -29,7 +29,7 @@ from lamina.errors import (
     StoreLockedError,
 )
 from lamina.format.rows import take
-from lamina.io.durable import fsync_dir, makedirs_durable, rmtree, write_atomic
+from lamina.io.durable import TMP_SUFFIX, fsync_dir, makedirs_durable, rmtree, write_atomic
 from lamina.io.fs import FileSystem, OSFileSystem, absolute
 from lamina.log import get_logger
 from lamina.merge.policy import select_parts
@@ -168,6 +168,12 @@ class EngineHandle:
             dpath = posixpath.join(root, dataset)
             if not names.valid_dataset(dataset) or not fs.is_dir(dpath):
                 continue
+            # a crash inside define() leaves dataset.json.tmp (the atomic write's first step)
+            leftovers = [n for n in fs.listdir(dpath) if n.endswith(TMP_SUFFIX)]
+            for n in leftovers:
+                fs.remove(posixpath.join(dpath, n))
+            if leftovers:
+                fsync_dir(fs, dpath)
             if self.engine.datasets is not None and any(
                 names.parse_segment_name(s) is not None for s in fs.listdir(dpath)
             ):

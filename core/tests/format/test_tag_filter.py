@@ -110,6 +110,22 @@ def test_malformed_sidecar_is_a_decode_error() -> None:
         TagFilters.from_bytes(data[:-1], ["t"], 1)
 
 
+@pytest.mark.parametrize("offset", [2**63, 2**64 - 8, 2**40])
+def test_a_huge_filter_offset_is_a_decode_error_not_an_index_error(offset: int) -> None:
+    """Damage that keeps the checksum valid (or a writer bug) must still be caught at open: an
+    offset past the bits, even one that wraps negative as int64, never reaches a query."""
+    b = TagFilterBuilder(["t"])
+    b.add_granule(np.array([3]), [(MODE_PLAIN, None, object_array(["a", "b", "c"]))])
+    data = bytearray(b.to_bytes())
+    good = TagFilters.from_bytes(bytes(data), ["t"], 1)
+    rec = good.records.copy()
+    rec["offset"][0, 0] = offset
+    start = bytes(data).index(good.records.tobytes())
+    data[start : start + rec.nbytes] = rec.tobytes()
+    with pytest.raises(DecodeError, match="outside the filter bits"):
+        TagFilters.from_bytes(bytes(data), ["t"], 1)
+
+
 def _write_part(rows: dict[str, Any], layout: Any = KV_TF.layout) -> PartReader:
     keys = [key_of(KV.schema, k) for k in rows["key"]]
     order = np.lexsort((rows["ts"], np.array(keys, dtype=object)))

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import attrs
 
-FORMAT_VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+#: Version 2 added `column_ranges`, the per-block tag filters (`tags.tff`), string-array tag values
+#: and dataset options. A version-1 reader refuses version-2 records with a clear
+#: "format_version 2 is not supported" instead of mistaking new fields for damage; this reader
+#: reads both (every version-2 addition is optional, absent in version-1 parts).
+FORMAT_VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)
 
 
 def _non_negative(_i: object, a: attrs.Attribute, v: int) -> None:  # type: ignore[type-arg]

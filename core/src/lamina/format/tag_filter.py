@@ -306,11 +306,16 @@ class TagFilters:
             raise DecodeError("tag filters: summary records overrun the file")
         records = np.frombuffer(view[pos : pos + size], dtype=SUMMARY).reshape(nb, width)
         bits = bytes(view[pos + size :])
-        nbits = records["nbits"].astype(np.int64)
-        ends = records["offset"].astype(np.int64) + nbits // 8
+        # Bounds in uint64, offset checked alone first: a damaged u64 offset cast to int64 could
+        # wrap negative and pass, then index out of the bits at query time (an IndexError, not a
+        # CorruptPartError). With offset <= len(bits) and nbits < 2**32 the sum cannot wrap.
+        nbits = records["nbits"].astype(np.uint64)
+        offsets = records["offset"].astype(np.uint64)
+        limit = np.uint64(len(bits))
         if nbits.size and (
-            bool(np.any(nbits % 64))
-            or int(ends.max()) > len(bits)
+            bool(np.any(nbits % np.uint64(64)))
+            or bool(np.any(offsets > limit))
+            or bool(np.any(offsets + nbits // np.uint64(8) > limit))
             or bool(np.any(records["has_int"] > 1))
             or bool(np.any((records["has_int"] == 1) & (records["min"] > records["max"])))
         ):
