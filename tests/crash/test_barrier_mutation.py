@@ -42,7 +42,14 @@ def _subject() -> Subject:
     return Subject(KV, batches, lambda h: sorted((r[0], r[1], r[2]) for r in h.query()))
 
 
-PROFILE = Profile(torn=True, random_states=2, omissions=True, compound_every=1, follow_up_every=10**9)
+#: CI: process, power, every omission and one random state per crash point, compound crashes for
+#: every other distinct state (what caught every load-bearing barrier in the full runs); long mode:
+#: torn and more random states, compound crashes everywhere.
+PROFILE = (
+    Profile(torn=True, random_states=4, omissions=True, compound_every=1, follow_up_every=10**9)
+    if figures.LONG
+    else Profile(torn=False, random_states=1, omissions=True, compound_every=2, follow_up_every=10**9)
+)
 WORKLOADS: list[tuple[tuple[str, ...], int]] = [((), -1)] + [((op,), 0) for op in OPS]
 
 
