@@ -125,7 +125,7 @@ def run_case(subject: Subject, base: SimFS, case: FaultCase) -> str | None:
         raised = e
     finally:
         fs.observer = None
-    figures.add(io_faults=1)
+    figures.add(io_faults=1, io_violations=0)
     problem = _judge(subject, fs, run, case, target, raised, armed, faults)
     if problem is not None:
         figures.add(io_violations=1)
