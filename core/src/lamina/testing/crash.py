@@ -381,7 +381,7 @@ class Profile:
     """How many states to build per crash point (the CI and long profiles differ only here)."""
 
     torn: bool = True
-    random_states: int = 2
+    random_states: int = 4
     omissions: bool = True
     #: Run the compound exploration (crash during recovery) for every n-th distinct state.
     compound_every: int = 8
