@@ -14,7 +14,8 @@ FORBIDDEN = re.compile(
     r"|\bshutil\.|\.write_bytes\(|\.write_text\(|\.read_bytes\(|\bimport shutil\b"
 )
 # The io layer is the one place allowed to touch the OS. The CLI only formats paths for display.
-ALLOWED = {"core/src/lamina/io/fs.py", "core/src/lamina/io/sim.py"}
+# The kill -9 torture talks to its forked writer over a pipe (os.write on a pipe, no storage).
+ALLOWED = {"core/src/lamina/io/fs.py", "core/src/lamina/io/sim.py", "core/src/lamina/testing/torture.py"}
 
 
 def _sources() -> list[Path]:

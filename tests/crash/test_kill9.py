@@ -90,7 +90,7 @@ def workdir(tmp_path: Path) -> Iterator[Path]:
         shutil.rmtree(d, ignore_errors=True)
 
 
-@pytest.mark.parametrize(("spec", "kills"), [(KV_SPEC, 700), (TRACE_SPEC, 300)], ids=["kv", "trace"])
+@pytest.mark.parametrize(("spec", "kills"), [(KV_SPEC, 600), (TRACE_SPEC, 400)], ids=["kv", "trace"])
 def test_kill_minus_9_never_loses_an_acknowledged_batch(spec: TortureSpec, kills: int, workdir: Path) -> None:
     n = figures.scale(kills, kills * 10)
     report = torture(spec, workdir, kills=n, seed=7, max_delay_s=0.03)

@@ -77,12 +77,15 @@ def phase_ops(subject: Subject, base: SimFS, phase: str) -> list[str]:
 
 
 def fault_cases(
-    subject: Subject, base: SimFS, phase: str, kind: str, persistent: bool
+    subject: Subject, base: SimFS, phase: str, kind: str, persistent: bool, *, stride: int = 1
 ) -> Iterator[FaultCase]:
+    """Every op of the phase that can take this fault (every `stride`-th one)."""
     short = KINDS[kind][1]
     for k, op in enumerate(phase_ops(subject, base, phase)):
         if short and op != "write":
             continue  # a short write is a write that stops early
+        if k % stride:
+            continue
         yield FaultCase(phase, kind, persistent, k)
 
 
@@ -122,7 +125,7 @@ def run_case(subject: Subject, base: SimFS, case: FaultCase) -> str | None:
         raised = e
     finally:
         fs.observer = None
-    figures.add(io_faults=1)
+    figures.add(io_faults=1, io_violations=0)
     problem = _judge(subject, fs, run, case, target, raised, armed, faults)
     if problem is not None:
         figures.add(io_violations=1)

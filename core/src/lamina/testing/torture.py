@@ -98,7 +98,7 @@ def _child(
         h.flush()
         os.write(w, b"A %d\n" % seq)
         seq += 1
-        if rng.random() < 0.3:
+        if rng.random() < 0.5:
             h.merge_now()
     os._exit(0)
 
@@ -138,6 +138,7 @@ def torture(
     max_delay_s: float = 0.05,
     kills_per_store: int = 100,
     named_every: int = 2,
+    barriers: int = 30,
 ) -> TortureReport:
     """Kill a writer `kills` times (every `named_every`-th kill at a named kill point)."""
     rng = random.Random(seed)
@@ -151,12 +152,10 @@ def torture(
             path = str(workdir / f"store-{store_no}")
             sent, acked, next_seq = -1, set(), 0
         named = i % named_every == 0
-        # walk the barriers in order: 1..60 of the child's life, before and after each
-        kill_at = (
-            (1 + (i // (2 * named_every)) % 60, ("before", "after")[(i // named_every) % 2])
-            if named
-            else None
-        )
+        # walk the barriers in order: the first `barriers` of the child's life (its recovery,
+        # two or three flushes, a merge), before and after each
+        k = i // named_every
+        kill_at = (1 + (k // 2) % barriers, ("before", "after")[k % 2]) if named else None
         pid, r = _spawn(spec, path, next_seq, rng.randrange(2**32), kill_at)
         if not named:
             time.sleep(rng.uniform(0, max_delay_s))
