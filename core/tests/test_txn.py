@@ -113,3 +113,74 @@ def test_flushes_of_a_group_are_counted_with_or_without_an_intent() -> None:
         assert store.metrics.value("lamina_flushes_total") == 3
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("how", ["poisoned", "closed"])
+def test_a_member_turning_unwritable_during_the_take_strands_no_rows(how: str) -> None:
+    """A member poisoned (a concurrent merge's failed fsync) or closed (retention) between the
+    group's writability check and its buffer take: the buffers already taken go back, so the rows
+    stay pending and a later flush writes them (they were stranded on the flushing list, then
+    dropped by close)."""
+    fs = SimFS()
+    store = open_kv_store(ROOT, fs=fs)
+    group = store.couple(MEMBERS)
+    kv = store.engine("kv")
+    _write_both(store, BATCHES[0])
+    ta, tb = kv.tables("a")[0], kv.tables("b")[0]
+    orig = tb.take_buffer
+
+    def racy() -> object:
+        if how == "poisoned":
+            tb.poison(OSError(5, "EIO from a concurrent merge's fsync"))
+        else:
+            with kv._lock:  # what retention does to b's segment
+                kv._tables.pop(("b", tb.segment_start), None)
+            tb.close()
+        return orig()
+
+    tb.take_buffer = racy  # type: ignore[method-assign]
+    with pytest.raises(lamina.LaminaError):
+        group.flush()
+    assert ta.pending_rows == 2 and not ta._flushing
+    assert ta.flush() is not None
+    assert _rows(store, "a") == [(b"k1", T0 + 1), (b"k2", T0 + 2)]
+    store._closed = True  # b cannot be flushed any more: stop without the final flush
+    for h in store._handles.values():
+        h.close()
+    store._lock.release()
+    reopened = open_kv_store(ROOT, fs=fs.crash_state("power"))
+    try:
+        assert _rows(reopened, "a") == [(b"k1", T0 + 1), (b"k2", T0 + 2)]
+    finally:
+        reopened.close()
+
+
+def test_a_writer_flushing_under_the_group_lock_does_not_deadlock_a_background_flush() -> None:
+    """`with group.lock: write(); group.flush()` against a concurrent group flush (the background
+    thread): both must finish (a private flush lock taken before `group.lock` deadlocked)."""
+    import threading
+    import time
+
+    store = open_kv_store(ROOT, fs=SimFS())
+    group = store.couple(MEMBERS)
+    kv = store.engine("kv")
+    started = threading.Event()
+
+    def writer() -> None:
+        with group.lock:
+            kv.write(BATCHES[0], dataset="a")
+            kv.write(BATCHES[0], dataset="b")
+            started.set()
+            time.sleep(0.3)  # meanwhile the background flush starts and waits
+            group.flush()
+
+    w = threading.Thread(target=writer, daemon=True)
+    w.start()
+    started.wait(5)
+    bg = threading.Thread(target=group.flush, daemon=True)
+    bg.start()
+    w.join(10)
+    bg.join(10)
+    assert not w.is_alive() and not bg.is_alive(), "deadlock"
+    assert _rows(store, "a") == _rows(store, "b") == [(b"k1", T0 + 1), (b"k2", T0 + 2)]
+    store.close()

@@ -50,6 +50,7 @@ from lamina.io.fs import FileSystem
 from lamina.log import get_logger
 
 if TYPE_CHECKING:
+    from lamina.snapshot import MemRows
     from lamina.store import Store
     from lamina.table import PreparedFlush, Table
 
@@ -102,13 +103,18 @@ class FlushGroup:
     Writers that must land in several of them together (a trace batch and its index entries)
     append under `lock`; a group flush takes every member's buffer under the same lock, so a flush
     never catches one member's rows without the others'.
+
+    Lock order: `lock`, then the members' flush locks (sorted by path). A writer may hold `lock`
+    while it writes and flushes (`with group.lock: write(); group.flush()`); a thread holding a
+    table's flush lock never waits for `lock`. There is deliberately no group-private flush lock:
+    one taken before `lock` deadlocked with such a writer (the members' flush locks already
+    serialize group flushes).
     """
 
     def __init__(self, store: Store, members: Sequence[tuple[str, str]]) -> None:
         self.store = store
         self.members = tuple(dict.fromkeys(members))
         self.lock = threading.RLock()
-        self._flush_lock = threading.Lock()
 
     def tables(self) -> list[Table]:
         out: list[Table] = []
@@ -123,8 +129,7 @@ class FlushGroup:
     def flush(self) -> list[int]:
         """Flush every member table in one transaction; durable and visible when it returns.
         Returns the new part IDs."""
-        with self._flush_lock:
-            return flush_together(self.store.fs, self.store.path, self.tables, self.lock)
+        return flush_together(self.store.fs, self.store.path, self.tables, self.lock)
 
 
 def flush_together(
@@ -141,10 +146,7 @@ def flush_together(
             for t in tables:
                 # a thread holding a flush lock never waits for `capture`: no deadlock
                 locks.enter_context(t.flush_lock)
-            # all or nothing: a poisoned or closed member refuses before any buffer moves
-            for t in tables:
-                t._check_writable()
-            taken = [(t, buf) for t in tables if (buf := t.take_buffer()) is not None]
+            taken = _take_buffers(tables)
         if not taken:
             return []
         preps: list[PreparedFlush] = []
@@ -161,6 +163,28 @@ def flush_together(
     for p in preps:
         p.table.flushed(p)
     return [p.part_id for p in preps]
+
+
+def _take_buffers(tables: Sequence[Table]) -> list[tuple[Table, MemRows]]:
+    """Take every member's buffer, all or nothing.
+
+    Checking writability first is not enough: retention may close a member, or a concurrent
+    merge's fsync failure poison it, between the check and its `take_buffer` (neither holds the
+    flush lock). Buffers already taken would then sit on their tables' flushing lists, counted by
+    no `pending_rows` and written by no later flush, and be dropped by `close()`: acknowledged
+    writes lost. So any failure puts back every buffer already taken."""
+    taken: list[tuple[Table, MemRows]] = []
+    try:
+        for t in tables:  # fail fast, before any buffer moves
+            t._check_writable()
+        for t in tables:
+            if (buf := t.take_buffer()) is not None:
+                taken.append((t, buf))
+    except BaseException:
+        for t, buf in taken:
+            t.restore_buffer(buf)
+        raise
+    return taken
 
 
 def _commit_single(p: PreparedFlush) -> None:
