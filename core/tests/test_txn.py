@@ -184,3 +184,36 @@ def test_a_writer_flushing_under_the_group_lock_does_not_deadlock_a_background_f
     assert not w.is_alive() and not bg.is_alive(), "deadlock"
     assert _rows(store, "a") == _rows(store, "b") == [(b"k1", T0 + 1), (b"k2", T0 + 2)]
     store.close()
+
+
+def test_a_clean_manifest_failure_after_the_intent_is_retried_not_poisoned() -> None:
+    """ENOSPC on one member's manifest tmp after the intent is durable: nothing was written, so
+    the table is not poisoned (SPEC §4); the members that committed are counted; the group's next
+    flush completes the transaction and removes the intent, and the data survives a power cut."""
+    import errno
+
+    fs = SimFS()
+    store = open_kv_store(ROOT, fs=fs)
+    group = store.couple(MEMBERS)
+    kv = store.engine("kv")
+    _write_both(store, BATCHES[0])
+    fault = fs.inject("write", f"{ROOT}/kv/b/*.snp.tmp", errno.ENOSPC, once=False)
+    with pytest.raises(OSError, match="No space"):
+        group.flush()
+    assert fault.fired
+    tb = kv.tables("b")[0]
+    assert not tb.poisoned and not kv.tables("a")[0].poisoned
+    assert store.metrics.value("lamina_flushes_total") == 1  # a committed
+    assert _rows(store, "b") == [(b"k1", T0 + 1), (b"k2", T0 + 2)]  # still visible from memory
+    fault.cancel()
+    assert len(group.flush()) == 1  # finishes b's part of the transaction
+    assert store.metrics.value("lamina_flushes_total") == 2
+    assert fs.listdir(posixpath.join(ROOT, names.TXN_DIR)) == []
+    _write_both(store, BATCHES[1])
+    assert len(group.flush()) == 4
+    check(
+        fs.crash_state("power"),
+        [(b"k1", T0 + 1), (b"k2", T0 + 2), *zip(BATCHES[1]["key"], BATCHES[1]["ts"], strict=True)],
+        "",
+    )
+    store.close()

@@ -42,7 +42,13 @@ import attrs
 
 from lamina import names
 from lamina.commit import remove_partial, write_manifest
-from lamina.errors import CommitUncertainError, LaminaError, MissingPartError
+from lamina.errors import (
+    CommitUncertainError,
+    LaminaError,
+    MissingPartError,
+    PoisonedTableError,
+    StoreClosedError,
+)
 from lamina.format.part_meta import SUPPORTED_VERSIONS, Manifest, PartMeta
 from lamina.format.records import RecordError, dump_record, load_record
 from lamina.io.durable import TMP_SUFFIX, FsyncFailed, fsync_dir, makedirs_durable, write_atomic
@@ -115,6 +121,8 @@ class FlushGroup:
         self.store = store
         self.members = tuple(dict.fromkeys(members))
         self.lock = threading.RLock()
+        #: committed transactions still to complete in memory (see `PendingTxn`)
+        self._pending: list[PendingTxn] = []
 
     def tables(self) -> list[Table]:
         out: list[Table] = []
@@ -129,40 +137,77 @@ class FlushGroup:
     def flush(self) -> list[int]:
         """Flush every member table in one transaction; durable and visible when it returns.
         Returns the new part IDs."""
-        return flush_together(self.store.fs, self.store.path, self.tables, self.lock)
+        return flush_together(self.store.fs, self.store.path, self.tables, self.lock, self._pending)
+
+
+@attrs.define(eq=False)
+class PendingTxn:
+    """A transaction whose intent is durable while some members' manifests are not written yet.
+
+    It is committed (the intent says so) and is never undone. A member whose manifest failed
+    cleanly (ENOSPC or EIO on the manifest's tmp file: nothing was written) stays in `preps`, and
+    the group's next flush writes it before anything new (SPEC §4: a retry after space is freed
+    succeeds). `keep_intent` is set once a member is left to recovery instead (poisoned, or closed
+    meanwhile): the intent must then survive until the next open rolls it forward."""
+
+    intent_path: str
+    preps: list[PreparedFlush]
+    #: every member table, to poison if the intent's removal cannot be made durable
+    tables: list[Table]
+    keep_intent: bool = False
 
 
 def flush_together(
-    fs: FileSystem, root: str, tables_of: Callable[[], Sequence[Table]], capture: threading.RLock
+    fs: FileSystem,
+    root: str,
+    tables_of: Callable[[], Sequence[Table]],
+    capture: threading.RLock,
+    pending: list[PendingTxn] | None = None,
 ) -> list[int]:
     """Flush the tables `tables_of()` lists atomically (see the module docstring).
 
     `capture` is held while the tables are listed and their buffers taken, so a write appending
     under it (possibly creating a table in a new time segment) is either wholly in this flush or
-    wholly after it. Each table's flush lock is held until the transaction is complete."""
-    with contextlib.ExitStack() as locks:
-        with capture:
-            tables = sorted(tables_of(), key=lambda t: t.path)  # one lock order for every transaction
-            for t in tables:
-                # a thread holding a flush lock never waits for `capture`: no deadlock
-                locks.enter_context(t.flush_lock)
-            taken = _take_buffers(tables)
-        if not taken:
-            return []
-        preps: list[PreparedFlush] = []
-        try:
-            for t, buf in taken:
-                preps.append(t.write_flush(buf))
-        except BaseException:
-            _abort(fs, preps, taken)
-            raise
-        if len(preps) == 1:  # one table: its manifest alone is atomic, no intent needed
-            _commit_single(preps[0])
-        else:
-            _commit_all(fs, _write_intent(fs, root, preps, taken), preps)
-    for p in preps:
-        p.table.flushed(p)
-    return [p.part_id for p in preps]
+    wholly after it. Each table's flush lock is held until the transaction is complete.
+
+    `pending` (kept by the caller across flushes) holds committed transactions not yet complete in
+    memory; they are finished first, so a table's parts still become live in commit order.
+    Returns the IDs of every part this call made live."""
+    pending = [] if pending is None else pending
+    committed: list[PreparedFlush] = []
+    try:
+        with contextlib.ExitStack() as locks:
+            with capture:
+                tables = sorted(tables_of(), key=lambda t: t.path)  # one lock order for every transaction
+                unfinished = [p.table for txn in pending for p in txn.preps]
+                for t in sorted({id(t): t for t in [*tables, *unfinished]}.values(), key=lambda t: t.path):
+                    # a thread holding a flush lock never waits for `capture`: no deadlock
+                    locks.enter_context(t.flush_lock)
+                taken = _take_buffers(tables)
+            try:
+                for txn in list(pending):
+                    _commit_all(fs, txn, pending, committed)
+            except BaseException:
+                for t, buf in taken:
+                    t.restore_buffer(buf)
+                raise
+            preps: list[PreparedFlush] = []
+            try:
+                for t, buf in taken:
+                    preps.append(t.write_flush(buf))
+            except BaseException:
+                _abort(fs, preps, taken)
+                raise
+            if len(preps) == 1:  # one table: its manifest alone is atomic, no intent needed
+                _commit_single(preps[0])
+                committed.append(preps[0])
+            elif preps:
+                txn = PendingTxn(_write_intent(fs, root, preps, taken), list(preps), [p.table for p in preps])
+                _commit_all(fs, txn, pending, committed)
+    finally:
+        for p in committed:  # counted and announced even when another member failed
+            p.table.flushed(p)
+    return [p.part_id for p in committed]
 
 
 def _take_buffers(tables: Sequence[Table]) -> list[tuple[Table, MemRows]]:
@@ -201,26 +246,61 @@ def _commit_single(p: PreparedFlush) -> None:
     p.buf.drop()
 
 
-def _commit_all(fs: FileSystem, intent_path: str, preps: list[PreparedFlush]) -> None:
-    """Steps 3-4 after the intent: every table's manifest, then the intent's removal."""
-    errors: list[BaseException] = []
-    for p in preps:
+def _commit_all(
+    fs: FileSystem, txn: PendingTxn, pending: list[PendingTxn], committed: list[PreparedFlush]
+) -> None:
+    """Steps 3-4 after the intent: every member's manifest, then the intent's removal.
+
+    The intent is durable, so the transaction is committed whatever fails here; nothing is undone.
+    Only a failed fsync or a manifest that may be durable (CommitUncertainError) poisons a member
+    (SPEC §4); such a member, like one closed meanwhile (retention, store close), is left to
+    recovery, which rolls the kept intent forward at the next open. Any other failure (ENOSPC...)
+    wrote no manifest: the member stays pending in `pending`, its rows still visible to queries,
+    and the group's next flush retries it (idempotent: it only adds the part to a manifest)."""
+    left: list[PreparedFlush] = []
+    fatal: list[BaseException] = []
+    failed: list[BaseException] = []
+    for p in txn.preps:
         try:
             p.table.commit_flush(p)
         except Exception as e:  # a crash (BaseException) is no failure to handle
-            # The transaction is durable (the intent); this table's manifest is not. Keep the
-            # part and the rows in memory, refuse further commits: reopening rolls it forward.
-            p.table.poison(e)
-            errors.append(e)
+            if isinstance(e, (FsyncFailed, PoisonedTableError, StoreClosedError)):
+                p.table.poison(e)  # refuse later commits: this table's manifest is behind
+                p.handle.reader.close()
+                txn.keep_intent = True
+                fatal.append(e)
+            else:
+                left.append(p)
+                failed.append(e)
             continue
         p.buf.drop()
-    if errors:
-        raise CommitUncertainError(preps[0].table.path, errors[0]) from errors[0]
+        committed.append(p)
+    txn.preps = left
+    if left and txn not in pending:
+        pending.append(txn)
+    elif not left and txn in pending:
+        pending.remove(txn)
+    if fatal:
+        raise CommitUncertainError(txn.tables[0].path, fatal[0]) from fatal[0]
+    if failed:
+        raise failed[0]
+    if not txn.keep_intent:
+        _remove_intent(fs, txn)
+
+
+def _remove_intent(fs: FileSystem, txn: PendingTxn) -> None:
+    """Step 4. The transaction is complete either way, so the flush still succeeds; but an intent
+    whose removal may not be durable (failed fsync of `txn/`) poisons every member (SPEC §4: a
+    failed fsync poisons), so no commit happens until the next open settles it."""
     try:
-        fs.remove(intent_path)
-        fsync_dir(fs, posixpath.dirname(intent_path))
+        fs.remove(txn.intent_path)
+        fsync_dir(fs, posixpath.dirname(txn.intent_path))
+    except FsyncFailed as e:
+        log.error("fsync failed removing transaction intent {}; members poisoned: {}", txn.intent_path, e)
+        for t in txn.tables:
+            t.poison(e)
     except OSError as e:  # complete anyway: the next open finds every part listed and drops it
-        log.warning("could not remove transaction intent {}: {}", intent_path, e)
+        log.warning("could not remove transaction intent {}: {}", txn.intent_path, e)
 
 
 def _abort(fs: FileSystem, preps: Iterable[PreparedFlush], taken: Iterable[tuple[Table, object]]) -> None:
