@@ -217,3 +217,46 @@ def test_a_clean_manifest_failure_after_the_intent_is_retried_not_poisoned() -> 
         "",
     )
     store.close()
+
+
+def _interrupted_after_intent(fs: SimFS) -> SimFS:
+    """A power cut after the intent of a group flush, before b's manifest (ENOSPC there first)."""
+    import errno
+
+    store = open_kv_store(ROOT, fs=fs)
+    group = store.couple(MEMBERS)
+    _write_both(store, BATCHES[0])
+    fs.inject("write", f"{ROOT}/kv/b/*.snp.tmp", errno.ENOSPC, once=False)
+    with pytest.raises(OSError):
+        group.flush()
+    return fs.crash_state("power")
+
+
+@pytest.mark.parametrize("allow_rollback", [False, True])
+def test_a_damaged_member_manifest_keeps_the_intent_and_repair_completes_it(allow_rollback: bool) -> None:
+    """The intent names a part of a table whose newest manifest is damaged: recovery cannot roll
+    it forward, so it keeps the intent and refuses to open (even with rollback allowed, which
+    would remove that part as a leftover while the other member keeps its own). After `lamina
+    repair` the next open completes the transaction."""
+    from lamina.repair import repair_store
+    from lamina.testing.kv import KV
+
+    fs = _interrupted_after_intent(SimFS())
+    txn_dir = posixpath.join(ROOT, names.TXN_DIR)
+    (intent,) = fs.listdir(txn_dir)
+    tdir = posixpath.join(
+        ROOT, "kv", "b", fs.listdir(posixpath.join(ROOT, "kv", "b"))[0], names.shard_name(0)
+    )
+    newest = max(n for n in fs.listdir(tdir) if names.parse_manifest_name(n) is not None)
+    fs.remove(posixpath.join(tdir, newest))  # damage from outside Lamina
+    f = fs.create(posixpath.join(tdir, newest))
+    f.write(b"garbage")
+    f.close()
+    with pytest.raises(lamina.CorruptManifestError, match="repair"):
+        open_kv_store(ROOT, fs=fs, allow_rollback=allow_rollback)
+    assert fs.listdir(txn_dir) == [intent]
+    assert any(names.parse_part_name(n) is not None for n in fs.listdir(tdir))  # the part is kept
+    reg = lamina.plugins.Registry()
+    reg._add_engine(KV, "<test>")
+    repair_store(ROOT, fs=fs, registry=reg)
+    check(fs, [(b"k1", T0 + 1), (b"k2", T0 + 2)], "after repair")

@@ -44,6 +44,7 @@ from lamina import names
 from lamina.commit import remove_partial, write_manifest
 from lamina.errors import (
     CommitUncertainError,
+    CorruptManifestError,
     LaminaError,
     MissingPartError,
     PoisonedTableError,
@@ -362,8 +363,18 @@ def recover(fs: FileSystem, root: str) -> int:
             intent = load_record(fs.read_file(path), Intent, (INTENT_VERSION,))
         except RecordError as e:
             raise CorruptIntentError(path, str(e)) from None
-        for ip in intent.parts:
-            _roll_forward(fs, root, ip)
+        blocked = [ip for ip in intent.parts if not _roll_forward(fs, root, ip)]
+        if blocked:
+            # Keep the intent, and refuse to open even when rollback is allowed: the table would
+            # roll back and remove its (unlisted) transaction part as a leftover while the other
+            # members keep theirs. `lamina repair` rebuilds that manifest from the parts on disk
+            # (the transaction's part included); the next open then completes the transaction.
+            table = posixpath.join(root, blocked[0].table)
+            raise CorruptManifestError(
+                table,
+                f"its newest manifest is damaged and pending transaction {name} names its part "
+                f"{names.part_name(blocked[0].part)}; run `lamina repair`, then reopen",
+            )
         fs.remove(path)
         changed = True
         done += 1
@@ -373,13 +384,14 @@ def recover(fs: FileSystem, root: str) -> int:
     return done
 
 
-def _roll_forward(fs: FileSystem, root: str, ip: IntentPart) -> None:
-    """Make part `ip.part` listed in its table's newest manifest (idempotent)."""
+def _roll_forward(fs: FileSystem, root: str, ip: IntentPart) -> bool:
+    """Make part `ip.part` listed in its table's newest manifest (idempotent). False when that
+    cannot be done (the newest manifest is damaged): the intent must then be kept."""
     table = posixpath.normpath(posixpath.join(root, ip.table))
     if not table.startswith(root.rstrip("/") + "/"):
         raise CorruptIntentError(table, f"table path {ip.table!r} escapes the store")
     if not fs.is_dir(table):
-        return  # the segment was dropped by retention since: nothing left to complete
+        return True  # the segment was dropped by retention since: nothing left to complete
     epochs = sorted(
         (e for n in fs.listdir(table) if (e := names.parse_manifest_name(n)) is not None), reverse=True
     )
@@ -394,14 +406,14 @@ def _roll_forward(fs: FileSystem, root: str, ip: IntentPart) -> None:
         except RecordError:
             # the table's own recovery reports a damaged newest manifest (and refuses to open)
             log.error("cannot complete a transaction in {}: its newest manifest is damaged", table)
-            return
+            return False
     if manifest is not None and ip.part in manifest.parts:
-        return
+        return True
     pname = names.part_name(ip.part)
     if not fs.exists(posixpath.join(table, pname)):
         quarantined = fs.exists(posixpath.join(table, names.CORRUPT_DIR, pname))
         if quarantined or _merged_away(fs, table, manifest, ip.part):
-            return  # committed, then quarantined or merged before the intent was removed
+            return True  # committed, then quarantined or merged before the intent was removed
         raise MissingPartError(table, pname)
     parts = sorted({*(manifest.parts if manifest else ()), ip.part})
     write_manifest(
@@ -412,6 +424,7 @@ def _roll_forward(fs: FileSystem, root: str, ip: IntentPart) -> None:
         list(manifest.salvaged) if manifest else [],
         max(manifest.next_part_id if manifest else 0, ip.part + 1),
     )
+    return True
 
 
 def _merged_away(fs: FileSystem, table: str, manifest: Manifest | None, part: int) -> bool:
