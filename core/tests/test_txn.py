@@ -260,3 +260,63 @@ def test_a_damaged_member_manifest_keeps_the_intent_and_repair_completes_it(allo
     reg._add_engine(KV, "<test>")
     repair_store(ROOT, fs=fs, registry=reg)
     check(fs, [(b"k1", T0 + 1), (b"k2", T0 + 2)], "after repair")
+
+
+def test_a_failed_fsync_removing_the_intent_poisons_the_members() -> None:
+    """The flush is complete, but the intent's removal may not survive a crash (SPEC §4: a
+    failed fsync poisons): no member commits again until the store is reopened."""
+    import errno
+
+    fs = SimFS()
+    store = open_kv_store(ROOT, fs=fs)
+    group = store.couple(MEMBERS)
+    kv = store.engine("kv")
+    _write_both(store, BATCHES[0])
+    faults = []
+    remove = fs.remove
+
+    def remove_then_fail_fsync(path: str) -> None:
+        remove(path)
+        if path.endswith(".intent"):
+            faults.append(fs.inject("fsync_dir", f"{ROOT}/{names.TXN_DIR}", errno.EIO))
+
+    fs.remove = remove_then_fail_fsync  # type: ignore[method-assign]
+    assert len(group.flush()) == 2
+    assert faults and faults[0].fired
+    assert all(t.poisoned for t in kv.tables("a") + kv.tables("b"))
+    fs.remove = remove  # type: ignore[method-assign]
+    with pytest.raises(lamina.PoisonedTableError):
+        kv.write(BATCHES[1], dataset="a")
+    check(fs.crash_state("power"), [(b"k1", T0 + 1), (b"k2", T0 + 2)], "after poison")
+
+
+def test_a_stale_intent_does_not_resurrect_a_reused_part_id() -> None:
+    """An intent whose removal was lost, then retention drops b's segment and a write re-creates
+    it (part IDs restart): the next open must not make the re-created table's uncommitted part
+    with the same ID live."""
+    import errno
+
+    from lamina.io.durable import rmtree
+
+    fs = SimFS()
+    store = open_kv_store(ROOT, fs=fs)
+    group = store.couple(MEMBERS)
+    kv = store.engine("kv")
+    _write_both(store, BATCHES[0])
+    fs.inject("remove", f"{ROOT}/{names.TXN_DIR}/*.intent", errno.EIO)  # only logged: intent stays
+    assert len(group.flush()) == 2
+    assert len(fs.listdir(posixpath.join(ROOT, names.TXN_DIR))) == 1
+    tb = kv.tables("b")[0]
+    with kv._lock:  # what retention does to b's segment
+        kv._tables.pop(("b", tb.segment_start), None)
+    tb.close()
+    rmtree(fs, posixpath.dirname(tb.path))
+    kv.write(kv_batch([b"zz"], [T0 + 9]), dataset="b")  # re-creates the segment
+    tb2 = kv.tables("b")[0]
+    tb2.write_flush(tb2.take_buffer())  # part 1 published, never committed: then power loss
+    reopened = open_kv_store(ROOT, fs=fs.crash_state("power"))
+    try:
+        assert _rows(reopened, "b") == []
+        assert _rows(reopened, "a") == [(b"k1", T0 + 1), (b"k2", T0 + 2)]
+    finally:
+        reopened.close()

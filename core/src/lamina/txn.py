@@ -50,6 +50,7 @@ from lamina.errors import (
     PoisonedTableError,
     StoreClosedError,
 )
+from lamina.format.checksum import crc32c
 from lamina.format.part_meta import SUPPORTED_VERSIONS, Manifest, PartMeta
 from lamina.format.records import RecordError, dump_record, load_record
 from lamina.io.durable import TMP_SUFFIX, FsyncFailed, fsync_dir, makedirs_durable, write_atomic
@@ -75,6 +76,11 @@ class IntentPart:
     #: The table directory relative to the store root (`<engine>/<dataset>/<segment>/<shard>`).
     table: str
     part: int
+    #: CRC32C of the part's `metadata.json` when the intent was written (None in older intents).
+    #: Part IDs restart when retention drops a segment and a write re-creates it, so an intent
+    #: whose removal was lost can later name an unrelated uncommitted part with the same ID;
+    #: recovery rolls forward only the part the transaction wrote.
+    meta_crc: int | None = None
 
 
 @attrs.frozen
@@ -321,7 +327,12 @@ def _write_intent(
         format_version=INTENT_VERSION,
         txn_id=_next_txn_id(),
         created_ns=time.time_ns(),
-        parts=[IntentPart(posixpath.relpath(p.table.path, root), p.part_id) for p in preps],
+        parts=[
+            IntentPart(
+                posixpath.relpath(p.table.path, root), p.part_id, crc32c(dump_record(p.handle.reader.meta))
+            )
+            for p in preps
+        ],
     )
     path = posixpath.join(txn_dir, names.intent_name(intent.txn_id))
     try:
@@ -415,6 +426,9 @@ def _roll_forward(fs: FileSystem, root: str, ip: IntentPart) -> bool:
         if quarantined or _merged_away(fs, table, manifest, ip.part):
             return True  # committed, then quarantined or merged before the intent was removed
         raise MissingPartError(table, pname)
+    if ip.meta_crc is not None and _another_part(fs, posixpath.join(table, pname), ip.meta_crc):
+        log.warning("stale transaction intent ignored: {} in {} is not the part it committed", pname, table)
+        return True  # the table was dropped and re-created since; this part is its own leftover
     parts = sorted({*(manifest.parts if manifest else ()), ip.part})
     write_manifest(
         fs,
@@ -446,3 +460,15 @@ def _merged_away(fs: FileSystem, table: str, manifest: Manifest | None, part: in
         if part in meta.lineage or meta.data_seq >= part:
             return True
     return False
+
+
+def _another_part(fs: FileSystem, part_dir: str, meta_crc: int) -> bool:
+    """True when `part_dir` holds a valid part other than the one whose metadata had `meta_crc`.
+    A part whose metadata does not verify is not judged here: it is rolled forward and the
+    table's recovery quarantines it (never deletes it)."""
+    try:
+        data = fs.read_file(posixpath.join(part_dir, names.METADATA))
+        load_record(data, PartMeta, SUPPORTED_VERSIONS)
+    except (RecordError, OSError):
+        return False
+    return crc32c(data) != meta_crc
