@@ -22,6 +22,11 @@ validates it like any listed part, and quarantines it if damaged, never deletes 
 intent is deleted. Each step is idempotent (an already-listed part is skipped), so a crash during
 recovery is safe, and a second recovery finds nothing to do.
 
+A failure in step 3 never undoes the transaction (the intent is durable). A member whose manifest
+was not written (ENOSPC, EIO) stays pending in its FlushGroup and the group's next flush writes it
+before anything new; only a failed fsync or an uncertain manifest poisons, and reopening completes
+the transaction then. The intent is removed only once every member lists its part.
+
 Why the intent comes after every part is published and before any manifest: a manifest written
 first could make one table's part live while another's part is still being written, and a crash
 then leaves exactly what the transaction must prevent (a trace without its index entries, or an
