@@ -113,3 +113,210 @@ def test_flushes_of_a_group_are_counted_with_or_without_an_intent() -> None:
         assert store.metrics.value("lamina_flushes_total") == 3
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("how", ["poisoned", "closed"])
+def test_a_member_turning_unwritable_during_the_take_strands_no_rows(how: str) -> None:
+    """A member poisoned (a concurrent merge's failed fsync) or closed (retention) between the
+    group's writability check and its buffer take: the buffers already taken go back, so the rows
+    stay pending and a later flush writes them (they were stranded on the flushing list, then
+    dropped by close)."""
+    fs = SimFS()
+    store = open_kv_store(ROOT, fs=fs)
+    group = store.couple(MEMBERS)
+    kv = store.engine("kv")
+    _write_both(store, BATCHES[0])
+    ta, tb = kv.tables("a")[0], kv.tables("b")[0]
+    orig = tb.take_buffer
+
+    def racy() -> object:
+        if how == "poisoned":
+            tb.poison(OSError(5, "EIO from a concurrent merge's fsync"))
+        else:
+            with kv._lock:  # what retention does to b's segment
+                kv._tables.pop(("b", tb.segment_start), None)
+            tb.close()
+        return orig()
+
+    tb.take_buffer = racy  # type: ignore[method-assign]
+    with pytest.raises(lamina.LaminaError):
+        group.flush()
+    assert ta.pending_rows == 2 and not ta._flushing
+    assert ta.flush() is not None
+    assert _rows(store, "a") == [(b"k1", T0 + 1), (b"k2", T0 + 2)]
+    store._closed = True  # b cannot be flushed any more: stop without the final flush
+    for h in store._handles.values():
+        h.close()
+    store._lock.release()
+    reopened = open_kv_store(ROOT, fs=fs.crash_state("power"))
+    try:
+        assert _rows(reopened, "a") == [(b"k1", T0 + 1), (b"k2", T0 + 2)]
+    finally:
+        reopened.close()
+
+
+def test_a_writer_flushing_under_the_group_lock_does_not_deadlock_a_background_flush() -> None:
+    """`with group.lock: write(); group.flush()` against a concurrent group flush (the background
+    thread): both must finish (a private flush lock taken before `group.lock` deadlocked)."""
+    import threading
+    import time
+
+    store = open_kv_store(ROOT, fs=SimFS())
+    group = store.couple(MEMBERS)
+    kv = store.engine("kv")
+    started = threading.Event()
+
+    def writer() -> None:
+        with group.lock:
+            kv.write(BATCHES[0], dataset="a")
+            kv.write(BATCHES[0], dataset="b")
+            started.set()
+            time.sleep(0.3)  # meanwhile the background flush starts and waits
+            group.flush()
+
+    w = threading.Thread(target=writer, daemon=True)
+    w.start()
+    started.wait(5)
+    bg = threading.Thread(target=group.flush, daemon=True)
+    bg.start()
+    w.join(10)
+    bg.join(10)
+    assert not w.is_alive() and not bg.is_alive(), "deadlock"
+    assert _rows(store, "a") == _rows(store, "b") == [(b"k1", T0 + 1), (b"k2", T0 + 2)]
+    store.close()
+
+
+def test_a_clean_manifest_failure_after_the_intent_is_retried_not_poisoned() -> None:
+    """ENOSPC on one member's manifest tmp after the intent is durable: nothing was written, so
+    the table is not poisoned (SPEC §4); the members that committed are counted; the group's next
+    flush completes the transaction and removes the intent, and the data survives a power cut."""
+    import errno
+
+    fs = SimFS()
+    store = open_kv_store(ROOT, fs=fs)
+    group = store.couple(MEMBERS)
+    kv = store.engine("kv")
+    _write_both(store, BATCHES[0])
+    fault = fs.inject("write", f"{ROOT}/kv/b/*.snp.tmp", errno.ENOSPC, once=False)
+    with pytest.raises(OSError, match="No space"):
+        group.flush()
+    assert fault.fired
+    tb = kv.tables("b")[0]
+    assert not tb.poisoned and not kv.tables("a")[0].poisoned
+    assert store.metrics.value("lamina_flushes_total") == 1  # a committed
+    assert _rows(store, "b") == [(b"k1", T0 + 1), (b"k2", T0 + 2)]  # still visible from memory
+    fault.cancel()
+    assert len(group.flush()) == 1  # finishes b's part of the transaction
+    assert store.metrics.value("lamina_flushes_total") == 2
+    assert fs.listdir(posixpath.join(ROOT, names.TXN_DIR)) == []
+    _write_both(store, BATCHES[1])
+    assert len(group.flush()) == 4
+    check(
+        fs.crash_state("power"),
+        [(b"k1", T0 + 1), (b"k2", T0 + 2), *zip(BATCHES[1]["key"], BATCHES[1]["ts"], strict=True)],
+        "",
+    )
+    store.close()
+
+
+def _interrupted_after_intent(fs: SimFS) -> SimFS:
+    """A power cut after the intent of a group flush, before b's manifest (ENOSPC there first)."""
+    import errno
+
+    store = open_kv_store(ROOT, fs=fs)
+    group = store.couple(MEMBERS)
+    _write_both(store, BATCHES[0])
+    fs.inject("write", f"{ROOT}/kv/b/*.snp.tmp", errno.ENOSPC, once=False)
+    with pytest.raises(OSError):
+        group.flush()
+    return fs.crash_state("power")
+
+
+@pytest.mark.parametrize("allow_rollback", [False, True])
+def test_a_damaged_member_manifest_keeps_the_intent_and_repair_completes_it(allow_rollback: bool) -> None:
+    """The intent names a part of a table whose newest manifest is damaged: recovery cannot roll
+    it forward, so it keeps the intent and refuses to open (even with rollback allowed, which
+    would remove that part as a leftover while the other member keeps its own). After `lamina
+    repair` the next open completes the transaction."""
+    from lamina.repair import repair_store
+    from lamina.testing.kv import KV
+
+    fs = _interrupted_after_intent(SimFS())
+    txn_dir = posixpath.join(ROOT, names.TXN_DIR)
+    (intent,) = fs.listdir(txn_dir)
+    tdir = posixpath.join(
+        ROOT, "kv", "b", fs.listdir(posixpath.join(ROOT, "kv", "b"))[0], names.shard_name(0)
+    )
+    newest = max(n for n in fs.listdir(tdir) if names.parse_manifest_name(n) is not None)
+    fs.remove(posixpath.join(tdir, newest))  # damage from outside Lamina
+    f = fs.create(posixpath.join(tdir, newest))
+    f.write(b"garbage")
+    f.close()
+    with pytest.raises(lamina.CorruptManifestError, match="repair"):
+        open_kv_store(ROOT, fs=fs, allow_rollback=allow_rollback)
+    assert fs.listdir(txn_dir) == [intent]
+    assert any(names.parse_part_name(n) is not None for n in fs.listdir(tdir))  # the part is kept
+    reg = lamina.plugins.Registry()
+    reg._add_engine(KV, "<test>")
+    repair_store(ROOT, fs=fs, registry=reg)
+    check(fs, [(b"k1", T0 + 1), (b"k2", T0 + 2)], "after repair")
+
+
+def test_a_failed_fsync_removing_the_intent_poisons_the_members() -> None:
+    """The flush is complete, but the intent's removal may not survive a crash (SPEC §4: a
+    failed fsync poisons): no member commits again until the store is reopened."""
+    import errno
+
+    fs = SimFS()
+    store = open_kv_store(ROOT, fs=fs)
+    group = store.couple(MEMBERS)
+    kv = store.engine("kv")
+    _write_both(store, BATCHES[0])
+    faults = []
+    remove = fs.remove
+
+    def remove_then_fail_fsync(path: str) -> None:
+        remove(path)
+        if path.endswith(".intent"):
+            faults.append(fs.inject("fsync_dir", f"{ROOT}/{names.TXN_DIR}", errno.EIO))
+
+    fs.remove = remove_then_fail_fsync  # type: ignore[method-assign]
+    assert len(group.flush()) == 2
+    assert faults and faults[0].fired
+    assert all(t.poisoned for t in kv.tables("a") + kv.tables("b"))
+    fs.remove = remove  # type: ignore[method-assign]
+    with pytest.raises(lamina.PoisonedTableError):
+        kv.write(BATCHES[1], dataset="a")
+    check(fs.crash_state("power"), [(b"k1", T0 + 1), (b"k2", T0 + 2)], "after poison")
+
+
+def test_a_stale_intent_does_not_resurrect_a_reused_part_id() -> None:
+    """An intent whose removal was lost, then retention drops b's segment and a write re-creates
+    it (part IDs restart): the next open must not make the re-created table's uncommitted part
+    with the same ID live."""
+    import errno
+
+    from lamina.io.durable import rmtree
+
+    fs = SimFS()
+    store = open_kv_store(ROOT, fs=fs)
+    group = store.couple(MEMBERS)
+    kv = store.engine("kv")
+    _write_both(store, BATCHES[0])
+    fs.inject("remove", f"{ROOT}/{names.TXN_DIR}/*.intent", errno.EIO)  # only logged: intent stays
+    assert len(group.flush()) == 2
+    assert len(fs.listdir(posixpath.join(ROOT, names.TXN_DIR))) == 1
+    tb = kv.tables("b")[0]
+    with kv._lock:  # what retention does to b's segment
+        kv._tables.pop(("b", tb.segment_start), None)
+    tb.close()
+    rmtree(fs, posixpath.dirname(tb.path))
+    kv.write(kv_batch([b"zz"], [T0 + 9]), dataset="b")  # re-creates the segment
+    tb2 = kv.tables("b")[0]
+    tb2.write_flush(tb2.take_buffer())  # part 1 published, never committed: then power loss
+    reopened = open_kv_store(ROOT, fs=fs.crash_state("power"))
+    try:
+        assert _rows(reopened, "b") == []
+        assert _rows(reopened, "a") == [(b"k1", T0 + 1), (b"k2", T0 + 2)]
+    finally:
+        reopened.close()

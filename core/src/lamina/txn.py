@@ -22,6 +22,11 @@ validates it like any listed part, and quarantines it if damaged, never deletes 
 intent is deleted. Each step is idempotent (an already-listed part is skipped), so a crash during
 recovery is safe, and a second recovery finds nothing to do.
 
+A failure in step 3 never undoes the transaction (the intent is durable). A member whose manifest
+was not written (ENOSPC, EIO) stays pending in its FlushGroup and the group's next flush writes it
+before anything new; only a failed fsync or an uncertain manifest poisons, and reopening completes
+the transaction then. The intent is removed only once every member lists its part.
+
 Why the intent comes after every part is published and before any manifest: a manifest written
 first could make one table's part live while another's part is still being written, and a crash
 then leaves exactly what the transaction must prevent (a trace without its index entries, or an
@@ -42,7 +47,15 @@ import attrs
 
 from lamina import names
 from lamina.commit import remove_partial, write_manifest
-from lamina.errors import CommitUncertainError, LaminaError, MissingPartError
+from lamina.errors import (
+    CommitUncertainError,
+    CorruptManifestError,
+    LaminaError,
+    MissingPartError,
+    PoisonedTableError,
+    StoreClosedError,
+)
+from lamina.format.checksum import crc32c
 from lamina.format.part_meta import SUPPORTED_VERSIONS, Manifest, PartMeta
 from lamina.format.records import RecordError, dump_record, load_record
 from lamina.io.durable import TMP_SUFFIX, FsyncFailed, fsync_dir, makedirs_durable, write_atomic
@@ -50,6 +63,7 @@ from lamina.io.fs import FileSystem
 from lamina.log import get_logger
 
 if TYPE_CHECKING:
+    from lamina.snapshot import MemRows
     from lamina.store import Store
     from lamina.table import PreparedFlush, Table
 
@@ -67,6 +81,11 @@ class IntentPart:
     #: The table directory relative to the store root (`<engine>/<dataset>/<segment>/<shard>`).
     table: str
     part: int
+    #: CRC32C of the part's `metadata.json` when the intent was written (None in older intents).
+    #: Part IDs restart when retention drops a segment and a write re-creates it, so an intent
+    #: whose removal was lost can later name an unrelated uncommitted part with the same ID;
+    #: recovery rolls forward only the part the transaction wrote.
+    meta_crc: int | None = None
 
 
 @attrs.frozen
@@ -102,13 +121,20 @@ class FlushGroup:
     Writers that must land in several of them together (a trace batch and its index entries)
     append under `lock`; a group flush takes every member's buffer under the same lock, so a flush
     never catches one member's rows without the others'.
+
+    Lock order: `lock`, then the members' flush locks (sorted by path). A writer may hold `lock`
+    while it writes and flushes (`with group.lock: write(); group.flush()`); a thread holding a
+    table's flush lock never waits for `lock`. There is deliberately no group-private flush lock:
+    one taken before `lock` deadlocked with such a writer (the members' flush locks already
+    serialize group flushes).
     """
 
     def __init__(self, store: Store, members: Sequence[tuple[str, str]]) -> None:
         self.store = store
         self.members = tuple(dict.fromkeys(members))
         self.lock = threading.RLock()
-        self._flush_lock = threading.Lock()
+        #: committed transactions still to complete in memory (see `PendingTxn`)
+        self._pending: list[PendingTxn] = []
 
     def tables(self) -> list[Table]:
         out: list[Table] = []
@@ -123,44 +149,99 @@ class FlushGroup:
     def flush(self) -> list[int]:
         """Flush every member table in one transaction; durable and visible when it returns.
         Returns the new part IDs."""
-        with self._flush_lock:
-            return flush_together(self.store.fs, self.store.path, self.tables, self.lock)
+        return flush_together(self.store.fs, self.store.path, self.tables, self.lock, self._pending)
+
+
+@attrs.define(eq=False)
+class PendingTxn:
+    """A transaction whose intent is durable while some members' manifests are not written yet.
+
+    It is committed (the intent says so) and is never undone. A member whose manifest failed
+    cleanly (ENOSPC or EIO on the manifest's tmp file: nothing was written) stays in `preps`, and
+    the group's next flush writes it before anything new (SPEC §4: a retry after space is freed
+    succeeds). `keep_intent` is set once a member is left to recovery instead (poisoned, or closed
+    meanwhile): the intent must then survive until the next open rolls it forward."""
+
+    intent_path: str
+    preps: list[PreparedFlush]
+    #: every member table, to poison if the intent's removal cannot be made durable
+    tables: list[Table]
+    keep_intent: bool = False
 
 
 def flush_together(
-    fs: FileSystem, root: str, tables_of: Callable[[], Sequence[Table]], capture: threading.RLock
+    fs: FileSystem,
+    root: str,
+    tables_of: Callable[[], Sequence[Table]],
+    capture: threading.RLock,
+    pending: list[PendingTxn] | None = None,
 ) -> list[int]:
     """Flush the tables `tables_of()` lists atomically (see the module docstring).
 
     `capture` is held while the tables are listed and their buffers taken, so a write appending
     under it (possibly creating a table in a new time segment) is either wholly in this flush or
-    wholly after it. Each table's flush lock is held until the transaction is complete."""
-    with contextlib.ExitStack() as locks:
-        with capture:
-            tables = sorted(tables_of(), key=lambda t: t.path)  # one lock order for every transaction
-            for t in tables:
-                # a thread holding a flush lock never waits for `capture`: no deadlock
-                locks.enter_context(t.flush_lock)
-            # all or nothing: a poisoned or closed member refuses before any buffer moves
-            for t in tables:
-                t._check_writable()
-            taken = [(t, buf) for t in tables if (buf := t.take_buffer()) is not None]
-        if not taken:
-            return []
-        preps: list[PreparedFlush] = []
-        try:
-            for t, buf in taken:
-                preps.append(t.write_flush(buf))
-        except BaseException:
-            _abort(fs, preps, taken)
-            raise
-        if len(preps) == 1:  # one table: its manifest alone is atomic, no intent needed
-            _commit_single(preps[0])
-        else:
-            _commit_all(fs, _write_intent(fs, root, preps, taken), preps)
-    for p in preps:
-        p.table.flushed(p)
-    return [p.part_id for p in preps]
+    wholly after it. Each table's flush lock is held until the transaction is complete.
+
+    `pending` (kept by the caller across flushes) holds committed transactions not yet complete in
+    memory; they are finished first, so a table's parts still become live in commit order.
+    Returns the IDs of every part this call made live."""
+    pending = [] if pending is None else pending
+    committed: list[PreparedFlush] = []
+    try:
+        with contextlib.ExitStack() as locks:
+            with capture:
+                tables = sorted(tables_of(), key=lambda t: t.path)  # one lock order for every transaction
+                unfinished = [p.table for txn in pending for p in txn.preps]
+                for t in sorted({id(t): t for t in [*tables, *unfinished]}.values(), key=lambda t: t.path):
+                    # a thread holding a flush lock never waits for `capture`: no deadlock
+                    locks.enter_context(t.flush_lock)
+                taken = _take_buffers(tables)
+            try:
+                for txn in list(pending):
+                    _commit_all(fs, txn, pending, committed)
+            except BaseException:
+                for t, buf in taken:
+                    t.restore_buffer(buf)
+                raise
+            preps: list[PreparedFlush] = []
+            try:
+                for t, buf in taken:
+                    preps.append(t.write_flush(buf))
+            except BaseException:
+                _abort(fs, preps, taken)
+                raise
+            if len(preps) == 1:  # one table: its manifest alone is atomic, no intent needed
+                _commit_single(preps[0])
+                committed.append(preps[0])
+            elif preps:
+                txn = PendingTxn(_write_intent(fs, root, preps, taken), list(preps), [p.table for p in preps])
+                _commit_all(fs, txn, pending, committed)
+    finally:
+        for p in committed:  # counted and announced even when another member failed
+            p.table.flushed(p)
+    return [p.part_id for p in committed]
+
+
+def _take_buffers(tables: Sequence[Table]) -> list[tuple[Table, MemRows]]:
+    """Take every member's buffer, all or nothing.
+
+    Checking writability first is not enough: retention may close a member, or a concurrent
+    merge's fsync failure poison it, between the check and its `take_buffer` (neither holds the
+    flush lock). Buffers already taken would then sit on their tables' flushing lists, counted by
+    no `pending_rows` and written by no later flush, and be dropped by `close()`: acknowledged
+    writes lost. So any failure puts back every buffer already taken."""
+    taken: list[tuple[Table, MemRows]] = []
+    try:
+        for t in tables:  # fail fast, before any buffer moves
+            t._check_writable()
+        for t in tables:
+            if (buf := t.take_buffer()) is not None:
+                taken.append((t, buf))
+    except BaseException:
+        for t, buf in taken:
+            t.restore_buffer(buf)
+        raise
+    return taken
 
 
 def _commit_single(p: PreparedFlush) -> None:
@@ -177,26 +258,61 @@ def _commit_single(p: PreparedFlush) -> None:
     p.buf.drop()
 
 
-def _commit_all(fs: FileSystem, intent_path: str, preps: list[PreparedFlush]) -> None:
-    """Steps 3-4 after the intent: every table's manifest, then the intent's removal."""
-    errors: list[BaseException] = []
-    for p in preps:
+def _commit_all(
+    fs: FileSystem, txn: PendingTxn, pending: list[PendingTxn], committed: list[PreparedFlush]
+) -> None:
+    """Steps 3-4 after the intent: every member's manifest, then the intent's removal.
+
+    The intent is durable, so the transaction is committed whatever fails here; nothing is undone.
+    Only a failed fsync or a manifest that may be durable (CommitUncertainError) poisons a member
+    (SPEC §4); such a member, like one closed meanwhile (retention, store close), is left to
+    recovery, which rolls the kept intent forward at the next open. Any other failure (ENOSPC...)
+    wrote no manifest: the member stays pending in `pending`, its rows still visible to queries,
+    and the group's next flush retries it (idempotent: it only adds the part to a manifest)."""
+    left: list[PreparedFlush] = []
+    fatal: list[BaseException] = []
+    failed: list[BaseException] = []
+    for p in txn.preps:
         try:
             p.table.commit_flush(p)
         except Exception as e:  # a crash (BaseException) is no failure to handle
-            # The transaction is durable (the intent); this table's manifest is not. Keep the
-            # part and the rows in memory, refuse further commits: reopening rolls it forward.
-            p.table.poison(e)
-            errors.append(e)
+            if isinstance(e, (FsyncFailed, PoisonedTableError, StoreClosedError)):
+                p.table.poison(e)  # refuse later commits: this table's manifest is behind
+                p.handle.reader.close()
+                txn.keep_intent = True
+                fatal.append(e)
+            else:
+                left.append(p)
+                failed.append(e)
             continue
         p.buf.drop()
-    if errors:
-        raise CommitUncertainError(preps[0].table.path, errors[0]) from errors[0]
+        committed.append(p)
+    txn.preps = left
+    if left and txn not in pending:
+        pending.append(txn)
+    elif not left and txn in pending:
+        pending.remove(txn)
+    if fatal:
+        raise CommitUncertainError(txn.tables[0].path, fatal[0]) from fatal[0]
+    if failed:
+        raise failed[0]
+    if not txn.keep_intent:
+        _remove_intent(fs, txn)
+
+
+def _remove_intent(fs: FileSystem, txn: PendingTxn) -> None:
+    """Step 4. The transaction is complete either way, so the flush still succeeds; but an intent
+    whose removal may not be durable (failed fsync of `txn/`) poisons every member (SPEC §4: a
+    failed fsync poisons), so no commit happens until the next open settles it."""
     try:
-        fs.remove(intent_path)
-        fsync_dir(fs, posixpath.dirname(intent_path))
+        fs.remove(txn.intent_path)
+        fsync_dir(fs, posixpath.dirname(txn.intent_path))
+    except FsyncFailed as e:
+        log.error("fsync failed removing transaction intent {}; members poisoned: {}", txn.intent_path, e)
+        for t in txn.tables:
+            t.poison(e)
     except OSError as e:  # complete anyway: the next open finds every part listed and drops it
-        log.warning("could not remove transaction intent {}: {}", intent_path, e)
+        log.warning("could not remove transaction intent {}: {}", txn.intent_path, e)
 
 
 def _abort(fs: FileSystem, preps: Iterable[PreparedFlush], taken: Iterable[tuple[Table, object]]) -> None:
@@ -216,7 +332,12 @@ def _write_intent(
         format_version=INTENT_VERSION,
         txn_id=_next_txn_id(),
         created_ns=time.time_ns(),
-        parts=[IntentPart(posixpath.relpath(p.table.path, root), p.part_id) for p in preps],
+        parts=[
+            IntentPart(
+                posixpath.relpath(p.table.path, root), p.part_id, crc32c(dump_record(p.handle.reader.meta))
+            )
+            for p in preps
+        ],
     )
     path = posixpath.join(txn_dir, names.intent_name(intent.txn_id))
     try:
@@ -258,8 +379,18 @@ def recover(fs: FileSystem, root: str) -> int:
             intent = load_record(fs.read_file(path), Intent, (INTENT_VERSION,))
         except RecordError as e:
             raise CorruptIntentError(path, str(e)) from None
-        for ip in intent.parts:
-            _roll_forward(fs, root, ip)
+        blocked = [ip for ip in intent.parts if not _roll_forward(fs, root, ip)]
+        if blocked:
+            # Keep the intent, and refuse to open even when rollback is allowed: the table would
+            # roll back and remove its (unlisted) transaction part as a leftover while the other
+            # members keep theirs. `lamina repair` rebuilds that manifest from the parts on disk
+            # (the transaction's part included); the next open then completes the transaction.
+            table = posixpath.join(root, blocked[0].table)
+            raise CorruptManifestError(
+                table,
+                f"its newest manifest is damaged and pending transaction {name} names its part "
+                f"{names.part_name(blocked[0].part)}; run `lamina repair`, then reopen",
+            )
         fs.remove(path)
         changed = True
         done += 1
@@ -269,13 +400,14 @@ def recover(fs: FileSystem, root: str) -> int:
     return done
 
 
-def _roll_forward(fs: FileSystem, root: str, ip: IntentPart) -> None:
-    """Make part `ip.part` listed in its table's newest manifest (idempotent)."""
+def _roll_forward(fs: FileSystem, root: str, ip: IntentPart) -> bool:
+    """Make part `ip.part` listed in its table's newest manifest (idempotent). False when that
+    cannot be done (the newest manifest is damaged): the intent must then be kept."""
     table = posixpath.normpath(posixpath.join(root, ip.table))
     if not table.startswith(root.rstrip("/") + "/"):
         raise CorruptIntentError(table, f"table path {ip.table!r} escapes the store")
     if not fs.is_dir(table):
-        return  # the segment was dropped by retention since: nothing left to complete
+        return True  # the segment was dropped by retention since: nothing left to complete
     epochs = sorted(
         (e for n in fs.listdir(table) if (e := names.parse_manifest_name(n)) is not None), reverse=True
     )
@@ -290,15 +422,18 @@ def _roll_forward(fs: FileSystem, root: str, ip: IntentPart) -> None:
         except RecordError:
             # the table's own recovery reports a damaged newest manifest (and refuses to open)
             log.error("cannot complete a transaction in {}: its newest manifest is damaged", table)
-            return
+            return False
     if manifest is not None and ip.part in manifest.parts:
-        return
+        return True
     pname = names.part_name(ip.part)
     if not fs.exists(posixpath.join(table, pname)):
         quarantined = fs.exists(posixpath.join(table, names.CORRUPT_DIR, pname))
         if quarantined or _merged_away(fs, table, manifest, ip.part):
-            return  # committed, then quarantined or merged before the intent was removed
+            return True  # committed, then quarantined or merged before the intent was removed
         raise MissingPartError(table, pname)
+    if ip.meta_crc is not None and _another_part(fs, posixpath.join(table, pname), ip.meta_crc):
+        log.warning("stale transaction intent ignored: {} in {} is not the part it committed", pname, table)
+        return True  # the table was dropped and re-created since; this part is its own leftover
     parts = sorted({*(manifest.parts if manifest else ()), ip.part})
     write_manifest(
         fs,
@@ -308,6 +443,7 @@ def _roll_forward(fs: FileSystem, root: str, ip: IntentPart) -> None:
         list(manifest.salvaged) if manifest else [],
         max(manifest.next_part_id if manifest else 0, ip.part + 1),
     )
+    return True
 
 
 def _merged_away(fs: FileSystem, table: str, manifest: Manifest | None, part: int) -> bool:
@@ -329,3 +465,15 @@ def _merged_away(fs: FileSystem, table: str, manifest: Manifest | None, part: in
         if part in meta.lineage or meta.data_seq >= part:
             return True
     return False
+
+
+def _another_part(fs: FileSystem, part_dir: str, meta_crc: int) -> bool:
+    """True when `part_dir` holds a valid part other than the one whose metadata had `meta_crc`.
+    A part whose metadata does not verify is not judged here: it is rolled forward and the
+    table's recovery quarantines it (never deletes it)."""
+    try:
+        data = fs.read_file(posixpath.join(part_dir, names.METADATA))
+        load_record(data, PartMeta, SUPPORTED_VERSIONS)
+    except (RecordError, OSError):
+        return False
+    return crc32c(data) != meta_crc

@@ -241,19 +241,36 @@ def test_a_failed_part_write_commits_nothing_and_a_retry_commits_everything() ->
         store.close()
 
 
-def test_a_failed_manifest_after_the_intent_poisons_and_reopen_completes() -> None:
+def test_a_failed_manifest_fsync_after_the_intent_poisons_and_reopen_completes() -> None:
+    import errno
+
+    fs = SimFS()
+    _, it = open_store(fs)
+    it.write(BATCHES[0])
+    fault = fs.inject("fsync", f"{ROOT}/trace/*.snp.tmp", errno.EIO)
+    with pytest.raises(lamina.PoisonedTableError):
+        it.flush()
+    assert fault.fired
+    with pytest.raises(lamina.PoisonedTableError):
+        it.flush()  # no commit until reopen (SPEC §4: a failed fsync poisons)
+    # the process stops here (a crash state has no locks): the next open completes the transaction
+    check_invariants(fs.crash_state("process"), _spans(BATCHES[0]), "reopened after a failed manifest")
+
+
+def test_a_clean_manifest_failure_after_the_intent_is_completed_by_the_next_flush() -> None:
+    """EIO on the manifest's rename: no manifest was written, so nothing is poisoned; the
+    transaction (durable: its intent) is completed by the next flush, no reopen needed."""
     import errno
 
     fs = SimFS()
     _, it = open_store(fs)
     it.write(BATCHES[0])
     fs.inject("replace", f"{ROOT}/trace/*.snp", errno.EIO)
-    with pytest.raises(lamina.PoisonedTableError):
+    with pytest.raises(OSError):
         it.flush()
-    with pytest.raises(lamina.PoisonedTableError):
-        it.flush()  # no commit until reopen
-    # the process stops here (a crash state has no locks): the next open completes the transaction
-    check_invariants(fs.crash_state("process"), _spans(BATCHES[0]), "reopened after a failed manifest")
+    it.flush()
+    assert fs.listdir(posixpath.join(ROOT, names.TXN_DIR)) == []
+    check_invariants(fs.crash_state("power"), _spans(BATCHES[0]), "after the retried flush")
 
 
 def test_check_reports_an_interrupted_transaction_and_changes_nothing() -> None:
