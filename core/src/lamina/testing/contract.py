@@ -49,10 +49,11 @@ from lamina import names
 from lamina.format.part_meta import SUPPORTED_VERSIONS, QuarantineReason
 from lamina.format.records import load_record
 from lamina.hookspecs import hookimpl
-from lamina.io.fs import FileSystem, OSFileSystem
+from lamina.io.fs import FileSystem
 from lamina.io.sim import SimFS
 from lamina.plugins import Registry
 from lamina.testing import damage as dmg
+from lamina.testing._base import ContractFixtures
 
 __all__ = [
     "DAMAGES",
@@ -434,33 +435,10 @@ _BY_NAME = {d.name: d for d in DAMAGES}
 
 
 # -- the contract ---------------------------------------------------------------------------------
-class CorruptionContract:
+class CorruptionContract(ContractFixtures):
     """Subclass as `Test<Engine>Corruption` and override `engine`, `sample_batches`, `query_all`."""
 
-    # -- fixtures an engine suite provides ---------------------------------------------------------
-    @pytest.fixture
-    def engine(self) -> lamina.Engine:
-        pytest.fail(f"{type(self).__name__} must override the `engine` fixture")
-
-    @pytest.fixture
-    def sample_batches(self) -> list[Any]:
-        pytest.fail(f"{type(self).__name__} must override the `sample_batches` fixture")
-
-    @pytest.fixture
-    def query_all(self) -> Callable[[lamina.EngineHandle], list[Any]]:
-        pytest.fail(f"{type(self).__name__} must override the `query_all` fixture")
-
-    @pytest.fixture
-    def fs(self) -> FileSystem:
-        return SimFS()
-
-    # -- fixtures of the contract itself -----------------------------------------------------------
-    @pytest.fixture
-    def store_root(self, fs: FileSystem, request: pytest.FixtureRequest) -> str:
-        if isinstance(fs, OSFileSystem):
-            return str(request.getfixturevalue("tmp_path") / "store")
-        return "/store"
-
+    # -- fixtures of the contract itself (the engine's own come from ContractFixtures) ------------
     @pytest.fixture
     def lab(
         self,

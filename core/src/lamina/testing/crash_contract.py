@@ -41,6 +41,7 @@ from hypothesis import strategies as st
 import lamina
 from lamina.io.sim import SimFS
 from lamina.testing import faults, figures, fuzz
+from lamina.testing._base import ContractFixtures
 from lamina.testing.crash import OPS, PREFIX, Explorer, Profile, Run, Subject, parse_replay, replay
 
 __all__ = ["CrashContract"]
@@ -51,7 +52,7 @@ PAIR_PROFILE = Profile(torn=True, random_states=6, omissions=True, compound_ever
 STATEFUL_PROFILE = Profile(torn=False, random_states=1, omissions=False, compound_every=64, follow_up_every=8)
 
 
-class CrashContract:
+class CrashContract(ContractFixtures):
     """Crash, power-loss and I/O-error tests every engine inherits (see the module docstring)."""
 
     @pytest.fixture

@@ -39,6 +39,7 @@ import importlib.util
 import inspect
 import posixpath
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -48,10 +49,11 @@ import pytest
 import lamina
 from lamina import names
 from lamina.errors import DuplicateEngineError
-from lamina.io.fs import FileSystem, OSFileSystem
+from lamina.io.fs import FileSystem
 from lamina.io.sim import SimFS
 from lamina.plugins import Registry
 from lamina.testing import damage as dmg
+from lamina.testing._base import ContractFixtures
 from lamina.testing.ledger import Ledger, split_batch
 
 __all__ = ["EngineContract", "MergeContract", "assert_no_direct_io"]
@@ -93,30 +95,8 @@ def assert_no_direct_io(package: str) -> None:
     assert offenders == [], f"{package} touches files itself (use the core's API): {offenders}"
 
 
-class _ContractBase:
+class _ContractBase(ContractFixtures):
     """Fixtures shared by the engine and merge contracts."""
-
-    @pytest.fixture
-    def engine(self) -> lamina.Engine:
-        pytest.fail(f"{type(self).__name__} must override the `engine` fixture")
-
-    @pytest.fixture
-    def sample_batches(self) -> list[Any]:
-        pytest.fail(f"{type(self).__name__} must override the `sample_batches` fixture")
-
-    @pytest.fixture
-    def query_all(self) -> QueryAll:
-        pytest.fail(f"{type(self).__name__} must override the `query_all` fixture")
-
-    @pytest.fixture
-    def fs(self) -> FileSystem:
-        return SimFS()
-
-    @pytest.fixture
-    def store_root(self, fs: FileSystem, request: pytest.FixtureRequest) -> str:
-        if isinstance(fs, OSFileSystem):
-            return str(request.getfixturevalue("tmp_path") / "store")
-        return "/store"
 
     @pytest.fixture
     def ledger(self, engine: lamina.Engine, sample_batches: list[Any], query_all: QueryAll) -> Ledger:
@@ -392,10 +372,9 @@ class MergeContract(_ContractBase):
         store = open_store(plugins=[MergeEverything()], background=True, merge_interval_s=0.05)
         h = store.engine(ledger.engine.name)
         self.write_flushed(h, ledger.batches)
-        deadline = threading.Event()
         for _ in range(600):  # up to 30 s on a loaded machine; usually a few rounds
             if all(len(t.live_parts) == 1 for t in h.tables()):
                 break
-            deadline.wait(0.05)
+            time.sleep(0.05)
         assert all(len(t.live_parts) == 1 for t in h.tables()), "the background loop never merged"
         assert sorted(query_all(h)) == ledger.expected()
