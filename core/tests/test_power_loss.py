@@ -150,7 +150,7 @@ def test_crash_during_recovery_is_safe() -> None:
     probe = first.crash_state("process")
     recover(probe, [])
     n = probe.op_count
-    assert n >= 5  # recovery really had work to do (remove the half-written part)
+    assert n >= 3  # recovery really had work to do (unlink the half-written part's files, rmdir)
     for k in range(n + 1):
         fs = first.crash_state("process")
         fs.crash_at(k)

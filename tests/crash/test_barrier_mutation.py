@@ -1,38 +1,41 @@
 """Barrier-mutation score (issue 7 part 2): disable each fsync / directory-fsync site in turn and
-require the crash exploration to break an invariant without it.
+require a crash exploration to break an invariant without it.
 
-A site is the first caller outside lamina/io of a data or directory fsync. The exploration runs
-the one-op workloads and the store's creation on the kv reference engine, with compound crashes
-(during recovery) for every distinct state, and stops at the first violation. Sites listed in
-REDUNDANT survive by design; each entry says why, and the test fails if one of them starts being
-caught (then it is load-bearing after all and leaves the list) or if any other site survives.
+A site is the first line outside lamina/io that issues a data or directory fsync (two barriers in
+one function are judged separately). Two explorations stop at the first violation:
+
+- the kv reference engine's store creation and one-op workloads (flush, merge, drop, quarantine,
+  reopen), every crash point, with compound crashes during recovery;
+- a coupled (two-dataset) transaction workload, flushes then a retention drop then a flush that
+  re-creates the dropped tables, at every crash point under power loss, each crash state recovered
+  and then carried on (drop, re-create, power loss again). This is what reaches txn.py's barriers.
+
+A barrier nothing can observe was removed, with a comment saying why (the cleanup fsyncs after
+pruning a manifest, removing a retired part or a leftover, finishing a segment drop, and the store
+directory's own fsyncs). REDUNDANT lists any that must survive anyway, with the reason; the test
+fails if a listed site starts being caught or if any other site survives.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 
+import attrs
 import pytest
 
+from lamina.io.sim import SimFS, SimulatedCrash
+from lamina.plugins import Registry
+from lamina.store import Store
 from lamina.testing import figures
-from lamina.testing.crash import OPS, Explorer, Profile, Subject, disabled_barrier
+from lamina.testing.crash import FAR_FUTURE_NS, OPS, Explorer, Profile, Subject, disabled_barrier
 from lamina.testing.kv import KV, kv_batch
 
 T0 = 1_700_000_000_000_000_000
 
-#: Barriers whose removal no crash can observe, and why. Recorded, not hidden: the score counts
-#: them as survivors.
-REDUNDANT: dict[str, str] = {
-    "dir@commit.py:prune_manifests": "an old manifest that reappears after a crash is pruned again by the "
-    "next open; the newest manifest alone decides what is live",
-    "dir@table.py:_free_part": "a retired part whose removal is lost is not in the manifest; the next "
-    "open removes it as an uncommitted leftover",
-    "dir@store.py:_discover": "a *.dropping segment whose removal is lost is removed again by the next open",
-    "dir@store.py:__init__": "masked: creating the first table runs makedirs_durable, which fsyncs "
-    "every level of its path including the store root, before any flush can be acknowledged",
-    "dir@store.py:_init_dir": "masked the same way (the table's makedirs_durable fsyncs the store "
-    "root, making lamina.json's name durable); a lamina.json lost before that is rewritten by the next open",
-}
+#: Barriers whose removal no crash can observe but which are kept, and why (the score counts
+#: them as survivors). Empty: every such barrier was removed instead (see the module docstring).
+REDUNDANT: dict[str, str] = {}
 
 
 def _subject() -> Subject:
@@ -63,6 +66,140 @@ def _caught(subject: Subject, site: str) -> str | None:
     return None
 
 
+# -- the transaction exploration -----------------------------------------------------------------
+ROOT = "/db"
+DAY = 86_400 * 10**9
+MEMBERS = [("kv", "a"), ("kv", "b")]
+#: Coupled flushes into one daily segment (parts 1 and 2 of each table), then a drop of that
+#: segment, then a flush that re-creates its tables (part 1 again). An intent whose removal a power
+#: loss undoes would then name part 2 of a table that no longer has one.
+TXN_BATCHES = [
+    kv_batch([b"t%d-%d" % (i, j) for j in range(3)], [T0 + i * 10 + j for j in range(3)]) for i in range(3)
+]
+#: Written to one member only after a recovery: a flush that needs no intent, so nothing in txn/
+#: is fsynced by it.
+SOLO = kv_batch([b"solo-%d" % j for j in range(3)], [T0 + 100 + j for j in range(3)])
+SENT = {(k, t) for b in (*TXN_BATCHES, SOLO) for k, t in zip(b["key"], b["ts"], strict=True)}
+
+
+def _rows_of(batch: dict) -> set[tuple[bytes, int]]:
+    return set(zip(batch["key"], batch["ts"], strict=True))
+
+
+@attrs.define
+class TxnLedger:
+    #: per dataset, the rows a returned flush acknowledged
+    acked: dict[str, set[tuple[bytes, int]]] = attrs.Factory(lambda: {"a": set(), "b": set()})
+    #: batches whose rows must be in both members or in neither (a retention drop is per table)
+    coupled: list[set[tuple[bytes, int]]] = attrs.Factory(lambda: [_rows_of(b) for b in TXN_BATCHES])
+
+
+def _txn_store(fs: SimFS) -> Store:
+    registry = Registry()
+    registry._add_engine(attrs.evolve(KV, retention_ns=DAY), "<direct>")
+    store = Store(ROOT, fs=fs, registry=registry, background=False)
+    store.couple(MEMBERS)
+    return store
+
+
+def _flush(store: Store, batch: dict, datasets: tuple[str, ...], ledger: TxnLedger) -> None:
+    kv = store.engine("kv")
+    with store.couple(MEMBERS).lock:
+        for d in datasets:
+            kv.write(batch, dataset=d)
+    kv.flush()
+    for d in datasets:
+        ledger.acked[d] |= _rows_of(batch)
+
+
+def _drop_all(store: Store, ledger: TxnLedger) -> None:
+    ledger.acked = {"a": set(), "b": set()}  # dropped on purpose: from here on they may or may not be present
+    del ledger.coupled[:2]  # and the drop of dataset a and of dataset b are two steps
+    store.engine("kv").apply_retention(FAR_FUTURE_NS)
+
+
+def _txn_workload(fs: SimFS, ledger: TxnLedger) -> None:
+    store = _txn_store(fs)
+    for b in TXN_BATCHES[:2]:
+        _flush(store, b, ("a", "b"), ledger)
+    _drop_all(store, ledger)
+    _flush(store, TXN_BATCHES[2], ("a", "b"), ledger)
+    store.close()
+
+
+def _carry_on(fs: SimFS) -> TxnLedger:
+    """After a recovery: drop everything and re-create a table without a transaction, so whatever
+    that recovery did without a barrier meets a table that no longer has the same parts."""
+    ledger = TxnLedger()
+    store = _txn_store(fs)
+    _drop_all(store, ledger)
+    ledger.coupled.clear()
+    _flush(store, SOLO, ("a",), ledger)
+    store.close()
+    return ledger
+
+
+def _txn_check(fs: SimFS, ledger: TxnLedger, label: str) -> str | None:
+    """The invariants, as a message (None: all hold). Opening runs the recovery."""
+    try:
+        store = _txn_store(fs)
+    except Exception as e:
+        return f"{label}: open failed: {type(e).__name__}: {e}"
+    try:
+        kv = store.engine("kv")
+        a, b = ([(r[0], r[1]) for r in kv.query(dataset=d)] for d in ("a", "b"))
+        problems = [
+            f"lost from {d}: {sorted(ledger.acked[d] - set(rows))}"
+            for d, rows in (("a", a), ("b", b))
+            if not ledger.acked[d] <= set(rows)
+        ]
+        problems += [f"duplicates {rows}" for rows in (a, b) if len(rows) != len(set(rows))]
+        problems += [f"never sent {sorted(set(rows) - SENT)}" for rows in (a, b) if not set(rows) <= SENT]
+        problems += [
+            f"a transaction half applied: {sorted(set(a) & rows)} vs {sorted(set(b) & rows)}"
+            for rows in ledger.coupled
+            if set(a) & rows != set(b) & rows
+        ]
+        return f"{label}: {'; '.join(problems)}" if problems else None
+    finally:
+        store.close()
+
+
+def _txn_violation() -> str | None:
+    probe = SimFS()
+    _txn_workload(probe, TxnLedger())
+    for k in range(probe.op_count):
+        fs = SimFS()
+        fs.crash_at(k)
+        ledger = TxnLedger()
+        with contextlib.suppress(SimulatedCrash):
+            _txn_workload(fs, ledger)
+        state = fs.crash_state("power")
+        label = f"txn workload, power loss before op {k}" + (
+            f" (after {fs.ops[-1].op} {fs.ops[-1].path})" if fs.ops else ""
+        )
+        if (problem := _txn_check(state, ledger, label)) is not None:
+            return problem
+        after = _carry_on(state)
+        if (
+            problem := _txn_check(state.crash_state("power"), after, label + ", recovered, carried on")
+        ) is not None:
+            return problem
+    return None
+
+
+def _txn_sites() -> list[str]:
+    with disabled_barrier(None) as seen:
+        _txn_workload(SimFS(), TxnLedger())
+        assert _txn_violation() is None  # baseline: all barriers in place
+        return sorted(seen)
+
+
+def _caught_by_txn(site: str) -> str | None:
+    with disabled_barrier(site):
+        return _txn_violation()
+
+
 #: The sites the store's creation and first flushes (workload "-") catch within seconds: what CI
 #: checks every run. The full score, over every site and workload, is the long mode's job (about
 #: 13 minutes on 2 loaded cores).
@@ -88,23 +225,32 @@ def test_the_fast_load_bearing_barriers_are_caught_when_removed() -> None:
     assert not missed, f"removing these barriers no longer breaks an invariant: {missed}"
 
 
-@pytest.mark.skipif(not figures.LONG, reason="the full mutation score takes ~13 min: LAMINA_TORTURE=long")
+def test_the_transaction_barriers_are_caught_when_removed() -> None:
+    """Only the transaction exploration reaches txn.py's barriers (about 40 s in all)."""
+    sites = [site for site in _txn_sites() if "@txn.py:" in site]
+    assert len(sites) >= 4, sites  # intent write (data, dir, txn/ itself), intent removal, recovery
+    missed = [site for site in sites if _caught_by_txn(site) is None]
+    assert not missed, f"removing these barriers no longer breaks an invariant: {missed}"
+
+
+@pytest.mark.skipif(not figures.LONG, reason="the full mutation score takes ~15 min: LAMINA_TORTURE=long")
 def test_every_barrier_is_load_bearing_or_documented_as_redundant(capsys: pytest.CaptureFixture[str]) -> None:
     subject = _subject()
     with disabled_barrier(None) as seen:  # baseline: all barriers in place, no violation
         for workload, skip in WORKLOADS:
             report = Explorer(subject, PROFILE).explore(workload, skip=skip)
             assert not report.violations, report.summary()
-        sites = sorted(seen)
-    assert len(sites) >= 12, sites
+        sites = set(seen)
+    sites = sorted(sites | set(_txn_sites()))
+    assert len(sites) >= 15, sites
     lines, killed, unexpected = [], 0, []
     for site in sites:
         t0 = time.perf_counter()
-        caught = _caught(subject, site)
+        caught = _caught(subject, site) or _caught_by_txn(site)
         killed += caught is not None
         lines.append(f"{'KILLED  ' if caught else 'SURVIVED'} {site} ({time.perf_counter() - t0:.1f}s)")
         if caught:
-            lines.append(f"    {caught.splitlines()[0]}")
+            lines.append(f"    {caught.splitlines()[0][:160]}")
         if (caught is None) != (site in REDUNDANT):
             unexpected.append(site)
     figures.add(mutation_sites=len(sites), mutation_killed=killed)

@@ -5,20 +5,22 @@
 3. write metadata.json atomically (tmp, fsync, rename, fsync the part directory);
    the part is complete but not live;
 4. write the next manifest atomically: THE commit point;
-5. retire replaced parts once no reader holds them.
+5. retire replaced parts once no reader holds them, and prune old manifests. Cleanup only: no
+   barrier, since whatever a power loss brings back is unlisted and the next open removes it.
 A failure at any step removes the partial output; the previous manifest still describes a fully
 valid table.
 """
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
 import time
 
 from lamina import names
 from lamina.format.part_meta import FORMAT_VERSION, Manifest, PartMeta
 from lamina.format.records import dump_record
-from lamina.io.durable import SeqWriter, fsync_dir, mkdir_durable, rmtree, write_atomic, write_file_durable
+from lamina.io.durable import SeqWriter, mkdir_durable, rmtree, write_atomic, write_file_durable
 from lamina.io.fs import FileSystem
 
 
@@ -73,12 +75,10 @@ def publish(fs: FileSystem, part_dir: str, meta: PartMeta) -> None:
 
 
 def remove_partial(fs: FileSystem, part_dir: str) -> None:
-    """Best-effort removal of a failed output; recovery removes whatever a crash leaves."""
-    try:
+    """Best-effort removal of a failed output. No barrier: the output was never listed, so if a
+    power loss brings it back, recovery removes it as an uncommitted leftover (SPEC §6)."""
+    with contextlib.suppress(OSError):
         rmtree(fs, part_dir)
-        fsync_dir(fs, posixpath.dirname(part_dir))
-    except OSError:
-        pass
 
 
 def write_manifest(
@@ -102,12 +102,14 @@ def write_manifest(
 
 
 def prune_manifests(fs: FileSystem, table_dir: str, keep_from: int) -> None:
-    """Delete manifests older than `keep_from` (the previous epoch is kept for forensics)."""
-    removed = False
+    """Delete manifests older than `keep_from` (the previous epoch is kept for forensics).
+
+    No barrier: pruning is cleanup, not part of any commit (SPEC §4 fsyncs an unlink only when its
+    result must survive). The newest manifest alone decides what is live, so an old one that a
+    power loss brings back changes nothing, and the next open prunes it again. The barrier-mutation
+    test removed this fsync and no crash state could tell (tests/crash/test_barrier_mutation.py).
+    """
     for name in fs.listdir(table_dir):
         e = names.parse_manifest_name(name)
         if e is not None and e < keep_from:
             fs.remove(posixpath.join(table_dir, name))
-            removed = True
-    if removed:
-        fsync_dir(fs, table_dir)

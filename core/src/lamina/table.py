@@ -35,7 +35,7 @@ from lamina.format.part_reader import DirSource, MemSource, PartReader
 from lamina.format.part_writer import MemSink, PartWriter, block_bounds, key_of, tags_for_rows
 from lamina.format.records import RecordError, load_record
 from lamina.format.rows import Rows, concat, row_sizes, rows_len, take
-from lamina.io.durable import TMP_SUFFIX, FsyncFailed, fsync_dir, makedirs_durable, rmtree
+from lamina.io.durable import TMP_SUFFIX, FsyncFailed, makedirs_durable, rmtree
 from lamina.io.fs import FileSystem
 from lamina.log import get_logger
 from lamina.merge.merger import merge_parts
@@ -139,11 +139,12 @@ class Table:
         if not fs.exists(self.path):
             makedirs_durable(fs, self.path)
         entries = fs.listdir(self.path)
-        removed = False
+        # Removing leftovers (here and below) takes no barrier: a leftover that a power loss
+        # brings back is a leftover again at the next open (SPEC §4 fsyncs an unlink only when
+        # its result must survive; the barrier-mutation test confirms nothing can observe it).
         for name in entries:  # leftovers of interrupted atomic writes
             if name.endswith(TMP_SUFFIX):
                 fs.remove(posixpath.join(self.path, name))
-                removed = True
         epochs = sorted((e for n in entries if (e := names.parse_manifest_name(n)) is not None), reverse=True)
         manifest = self._load_newest_manifest(epochs)
         live_ids = set(manifest.parts) if manifest else set()
@@ -172,9 +173,6 @@ class Table:
             if pid not in live_ids:
                 # uncommitted flush/merge output, or a retired part whose deletion was cut short
                 rmtree(fs, posixpath.join(self.path, name))
-                removed = True
-        if removed:
-            fsync_dir(fs, self.path)
         self._next_id = max(max(seen_ids, default=0) + 1, manifest.next_part_id if manifest else 0)
         dropped: list[int] = []
         for pid in sorted(live_ids):
@@ -221,11 +219,9 @@ class Table:
         quarantine the part."""
         if not self.fs.is_dir(part_dir):
             return
-        tmps = [n for n in self.fs.listdir(part_dir) if n.endswith(TMP_SUFFIX)]
-        for n in tmps:
-            self.fs.remove(posixpath.join(part_dir, n))
-        if tmps:
-            fsync_dir(self.fs, part_dir)
+        for n in self.fs.listdir(part_dir):
+            if n.endswith(TMP_SUFFIX):  # cleanup: no barrier (see `open`)
+                self.fs.remove(posixpath.join(part_dir, n))
 
     def _load_newest_manifest(self, epochs: list[int]) -> Manifest | None:
         for i, epoch in enumerate(epochs):
@@ -274,24 +270,17 @@ class Table:
         return PartHandle(reader, on_free=self._free_part)
 
     def _free_part(self, h: PartHandle) -> None:
-        """Last reference gone: remove a retired part's files (idempotent, crash-safe)."""
+        """Last reference gone: remove a retired part's files (idempotent, crash-safe).
+
+        No barrier: the part left the manifest at the commit point, so a removal that a power
+        loss undoes (wholly or in part) leaves an unlisted directory, which the next open removes
+        as a leftover; part IDs are never reused, so it cannot be mistaken for a newer part."""
         if not h.retired or h.in_memory:
             return
-        path = posixpath.join(self.path, h.name)
         try:
-            rmtree(self.fs, path)
-            fsync_dir(self.fs, self.path)
-        except FsyncFailed as e:
-            self._poison_after_commit(e)
+            rmtree(self.fs, posixpath.join(self.path, h.name))
         except OSError as e:  # recovery removes unlisted parts anyway
             self.log.warning("could not remove retired part {}: {}", h.name, e)
-
-    def _poison_after_commit(self, err: FsyncFailed) -> None:
-        """A barrier failed after the commit point (pruning, retiring): the commit stands, but the
-        disk just failed a writeback, so no further commit is trusted until reopen (SPEC §4)."""
-        if self._poison is None:
-            self._poison = err
-            self.log.error("fsync failed after a commit; table poisoned until reopen: {}", err)
 
     def _adopt_dictionary(self) -> None:
         newest = max(self._live.values(), key=lambda h: h.part_id, default=None)
@@ -382,8 +371,6 @@ class Table:
                     self._flushing.remove(flushed)
             try:
                 prune_manifests(self.fs, self.path, self._epoch - 1)
-            except FsyncFailed as e:
-                self._poison_after_commit(e)
             except OSError as e:  # an old manifest left behind is harmless
                 self.log.warning("could not prune old manifests: {}", e)
         for h in retired:

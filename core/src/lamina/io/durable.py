@@ -125,10 +125,14 @@ def write_file_durable(fs: FileSystem, path: str, data: bytes | bytearray | memo
     w.close()
 
 
-def write_atomic(fs: FileSystem, path: str, data: bytes | bytearray | memoryview) -> None:
+def write_atomic(
+    fs: FileSystem, path: str, data: bytes | bytearray | memoryview, *, sync_dir: bool = True
+) -> None:
     """Replace `path` with `data` so that a crash leaves either the old or the new content.
 
     tmp file -> fsync -> rename -> fsync(directory). A stale tmp from an earlier crash is replaced.
+    `sync_dir=False` skips the last step, for a caller whose directory is fsynced by a later,
+    unavoidable barrier anyway (a crash then leaves the old content or the new, never a mix).
     """
     tmp = path + TMP_SUFFIX
     if fs.exists(tmp):
@@ -139,7 +143,8 @@ def write_atomic(fs: FileSystem, path: str, data: bytes | bytearray | memoryview
         _remove_quietly(fs, tmp)
         raise
     fs.replace(tmp, path)
-    fsync_dir(fs, posixpath.dirname(path))
+    if sync_dir:
+        fsync_dir(fs, posixpath.dirname(path))
 
 
 def _remove_quietly(fs: FileSystem, path: str) -> None:
@@ -154,6 +159,17 @@ def mkdir_durable(fs: FileSystem, path: str) -> None:
     """Create one directory and make its entry durable in the parent."""
     fs.mkdir(path)
     fsync_dir(fs, posixpath.dirname(path))
+
+
+def makedirs(fs: FileSystem, path: str) -> None:
+    """Create `path` and any missing parents, with no barrier (see `makedirs_durable`)."""
+    chain = []
+    p = posixpath.normpath(path)
+    while p and p not in ("/", ".") and not fs.exists(p):
+        chain.append(p)
+        p = posixpath.dirname(p)
+    for d in reversed(chain):
+        fs.mkdir(d)
 
 
 def makedirs_durable(fs: FileSystem, path: str) -> None:

@@ -663,11 +663,18 @@ def replay(subject: Subject, text: str) -> str | None:
 
 # -- barrier mutation -----------------------------------------------------------------------------
 def _site(kind: str) -> str:
-    """A barrier's site: the first caller outside lamina/io (a durability decision lives there)."""
+    """A barrier's site: the first caller outside lamina/io (a durability decision lives there),
+    down to the line, so two barriers in one function are judged separately:
+    ``dir@store.py:_remove_segment:341``."""
     for f in reversed(traceback.extract_stack()[:-3]):
         if "/lamina/io/" not in f.filename and "/lamina/testing/" not in f.filename:
-            return f"{kind}@{f.filename.split('/lamina/')[-1]}:{f.name}"
+            return f"{kind}@{f.filename.split('/lamina/')[-1]}:{f.name}:{f.lineno}"
     return kind
+
+
+def _matches(site: str, pattern: str | None) -> bool:
+    """`pattern` names one site, or every line of a function (``dir@store.py:__init__``)."""
+    return pattern is not None and (site == pattern or site.startswith(pattern + ":"))
 
 
 _SEEN_SITES: dict[str, int] = {}
@@ -678,14 +685,15 @@ _ORIGINAL = durable._timed_fsync
 def _mutant(kind: str, fn: Callable[..., None], *args: str) -> None:
     site = _site(kind)
     _SEEN_SITES[site] = _SEEN_SITES.get(site, 0) + 1
-    if site != _DISABLED[0]:
+    if not _matches(site, _DISABLED[0]):
         _ORIGINAL(kind, fn, *args)
 
 
 @contextlib.contextmanager
 def disabled_barrier(site: str | None) -> Iterator[dict[str, int]]:
-    """Within the block, the fsync / directory fsync issued from `site` is a no-op (None: all
-    barriers run, but every site is recorded in the yielded dict)."""
+    """Within the block, the fsyncs / directory fsyncs issued from `site` (one line, or every
+    line of a function: see `_matches`) are no-ops. None: all barriers run, but every site is
+    recorded in the yielded dict."""
     _SEEN_SITES.clear()
     _DISABLED[0] = site
     durable._timed_fsync = _mutant  # type: ignore[assignment]
