@@ -7,14 +7,13 @@ background thread, and closed at teardown. Helpers are fixtures because the suit
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 import lamina
-from lamina.io.sim import SimFS
-from lamina.plugins import Registry
+from lamina.testing.fixtures import open_store_fixture
 from lamina_measure.plugin import ENGINE
 
 #: 2023-11-14T22:13:20Z: test timestamps are offsets from here (one daily segment).
@@ -35,22 +34,9 @@ def http_options() -> dict[str, Any]:
     return HTTP
 
 
-@pytest.fixture
-def open_store() -> Iterator[Callable[..., lamina.Store]]:
-    """open_store(fs=None, root="/store") -> a store with only the measure engine."""
-    stores: list[lamina.Store] = []
-    default_fs = SimFS()
-
-    def make(fs: Any = None, root: str = "/store", **kw: Any) -> lamina.Store:
-        kw.setdefault("background", False)
-        s = lamina.Store(root, fs=fs or default_fs, registry=Registry(), engines=[ENGINE], **kw)
-        stores.append(s)
-        return s
-
-    yield make
-    for s in stores:
-        if not s._closed:
-            s.close()
+#: Factory: `open_store(fs=None, root="/store")` -> a store with only the measure engine, on one
+#: SimFS shared by every store of the test unless `fs` is given; closed at teardown.
+open_store = open_store_fixture(ENGINE, sim=True)
 
 
 @pytest.fixture

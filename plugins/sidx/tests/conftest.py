@@ -8,12 +8,13 @@ background thread, and closed at teardown. Helpers are fixtures because the suit
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 import lamina
+from lamina.testing.fixtures import open_store_fixture
 from lamina_sidx import Entry
 from lamina_sidx.plugin import ENGINE
 
@@ -26,21 +27,9 @@ def t0() -> int:
     return T0
 
 
-@pytest.fixture
-def open_store(tmp_path: Any) -> Iterator[Callable[..., lamina.Store]]:
-    """Factory: `open_store(*engines, path=None, fs=None)`; closed at teardown."""
-    opened: list[lamina.Store] = []
-
-    def _open(*engines: lamina.Engine, path: Any = None, fs: Any = None) -> lamina.Store:
-        store = lamina.Store(
-            str(path or tmp_path / "store"), engines=list(engines) or [ENGINE], background=False, fs=fs
-        )
-        opened.append(store)
-        return store
-
-    yield _open
-    for s in opened:
-        s.close()
+#: Factory: `open_store(*engines, path=None, fs=None)` (default: the sidx engine); every store it
+#: opens is closed at teardown.
+open_store = open_store_fixture(ENGINE)
 
 
 @pytest.fixture

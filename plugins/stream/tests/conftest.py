@@ -7,13 +7,13 @@ background thread, and closed at teardown. Helpers are fixtures because the suit
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import pytest
 
 import lamina
-from lamina.plugins import Registry
+from lamina.testing.fixtures import open_store_fixture
 from lamina_stream import Element
 from lamina_stream.plugin import ENGINE
 
@@ -26,21 +26,9 @@ def t0() -> int:
     return T0
 
 
-@pytest.fixture
-def open_store(tmp_path: Any) -> Iterator[Callable[..., lamina.Store]]:
-    """Factory: `open_store(engine=None, path=None)`; every store it opens is closed at teardown."""
-    opened: list[lamina.Store] = []
-
-    def _open(engine: lamina.Engine | None = None, path: Any = None) -> lamina.Store:
-        store = lamina.Store(
-            str(path or tmp_path / "store"), registry=Registry(), engines=[engine or ENGINE], background=False
-        )
-        opened.append(store)
-        return store
-
-    yield _open
-    for s in opened:
-        s.close()
+#: Factory: `open_store(*engines, path=None, fs=None)` (default: the stream engine); every store it
+#: opens is closed at teardown.
+open_store = open_store_fixture(ENGINE)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ runs with `--import-mode=importlib`, where test modules cannot import each other
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import attrs
@@ -15,6 +15,7 @@ import pytest
 
 import lamina
 import lamina.format.part_writer as part_writer
+from lamina.testing.fixtures import open_store_fixture
 from lamina_trace import Span
 from lamina_trace.plugin import ENGINE
 from lamina_trace.schema import SCHEMA
@@ -41,19 +42,9 @@ def engine_with() -> Callable[..., lamina.Engine]:
     return make_engine
 
 
-@pytest.fixture
-def open_store(tmp_path: Any) -> Iterator[Callable[..., lamina.Store]]:
-    """Factory: `open_store(engine=None, path=None)`; every store it opens is closed at teardown."""
-    opened: list[lamina.Store] = []
-
-    def _open(engine: lamina.Engine | None = None, path: Any = None) -> lamina.Store:
-        store = lamina.Store(str(path or tmp_path / "store"), engines=[engine or ENGINE], background=False)
-        opened.append(store)
-        return store
-
-    yield _open
-    for s in opened:
-        s.close()
+#: Factory: `open_store(*engines, path=None, fs=None)` (default: the trace engine); every store it
+#: opens is closed at teardown.
+open_store = open_store_fixture(ENGINE)
 
 
 @pytest.fixture

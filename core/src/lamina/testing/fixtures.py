@@ -4,9 +4,11 @@ Nothing here is active unless a conftest asks for it, so installing `lamina[test
 another project's test run.
 
 - `sim_fs`: a fresh `SimFS` (in-memory, crashable, fault-injecting file system).
-- `open_store`: `open_store(*engines, fs=None, root=None, plugins=(), **kw)` -> a `lamina.Store`
-  holding exactly those engines (no entry-point discovery, background work off unless asked),
-  closed at teardown.
+- `open_store`: `open_store(*engines, fs=None, root=None, path=None, plugins=(), **kw)` -> a
+  `lamina.Store` holding exactly those engines (no entry-point discovery, background work off
+  unless asked), closed at teardown. An engine's own conftest can bind default engines with
+  `open_store = open_store_fixture(ENGINE)` (no `pytest_plugins` needed, which pytest allows only
+  in a rootdir conftest).
 - `ledger`: `ledger(engine, batches, query_all)` -> a `Ledger` (expected rows of any subset).
 - `damage`: the `lamina.testing.damage` helpers (flip bits, truncate, forge sizes, list parts).
 - `crash_points`: `crash_points(workload, check, modes=("process", "power", "torn"))` runs
@@ -31,7 +33,16 @@ from lamina.plugins import Registry
 from lamina.testing import damage as _damage
 from lamina.testing.ledger import Ledger
 
-__all__ = ["crash_points", "damage", "explore_crash_points", "ledger", "open_store", "sim_fs"]
+__all__ = [
+    "StoreOpener",
+    "crash_points",
+    "damage",
+    "explore_crash_points",
+    "ledger",
+    "open_store",
+    "open_store_fixture",
+    "sim_fs",
+]
 
 CRASH_MODES = ("process", "power", "torn")
 
@@ -41,35 +52,68 @@ def sim_fs() -> SimFS:
     return SimFS()
 
 
-@pytest.fixture
-def open_store(tmp_path: Any) -> Iterator[Callable[..., lamina.Store]]:
-    stores: list[lamina.Store] = []
+class StoreOpener:
+    """Opens stores for one test and closes every one of them at teardown.
 
-    def opener(
+    `opener(*engines, fs=None, root=None, path=None, plugins=(), **kw)` -> a `lamina.Store` holding
+    exactly `engines` (or the defaults given at construction), with a fresh registry (no
+    entry-point discovery) and background work off unless asked. `path` is `root` as a path-like.
+    Without `fs`, the opener's default file system: a real directory under the test's tmp_path,
+    or one SimFS shared by every store of the test (so reopening sees the same disk).
+    """
+
+    def __init__(
+        self, tmp_path: Any, default_engines: Sequence[lamina.Engine] = (), fs: FileSystem | None = None
+    ) -> None:
+        self.tmp_path, self.default_engines, self.fs = tmp_path, tuple(default_engines), fs
+        self.stores: list[lamina.Store] = []
+
+    def __call__(
+        self,
         *engines: lamina.Engine,
         fs: FileSystem | None = None,
         root: str | None = None,
+        path: Any = None,
         plugins: Iterable[object] = (),
         **kw: Any,
     ) -> lamina.Store:
+        engines = engines or self.default_engines
         if not engines:
             raise TypeError("open_store() needs at least one engine")
-        fs = fs or OSFileSystem()
+        fs = fs or self.fs or OSFileSystem()
+        root = root if path is None else str(path)
         if root is None:
-            root = str(tmp_path / "store") if isinstance(fs, OSFileSystem) else "/store"
+            root = str(self.tmp_path / "store") if isinstance(fs, OSFileSystem) else "/store"
         registry = Registry()
         for i, p in enumerate(plugins):
             registry.register_plugin(p, f"test-plugin-{i}")
         kw.setdefault("background", False)
         store = lamina.Store(root, fs=fs, registry=registry, engines=list(engines), **kw)
-        stores.append(store)
+        self.stores.append(store)
         return store
 
-    yield opener
-    for s in stores:
-        # a failed test may have left it half closed; a crash workload leaves it on a crashed SimFS
-        with contextlib.suppress(Exception, SimulatedCrash):
-            s.close()
+    def close_all(self) -> None:
+        for s in self.stores:
+            # a failed test may have left it half closed; a crash workload leaves it on a crashed SimFS
+            with contextlib.suppress(Exception, SimulatedCrash):
+                s.close()
+
+
+def open_store_fixture(*default_engines: lamina.Engine, sim: bool = False) -> Any:
+    """An `open_store` fixture for an engine's own suite: `open_store = open_store_fixture(ENGINE)`
+    in its conftest. `sim=True`: stores default to one SimFS per test instead of tmp_path."""
+
+    @pytest.fixture
+    def open_store(tmp_path: Any) -> Iterator[StoreOpener]:
+        opener = StoreOpener(tmp_path, default_engines, SimFS() if sim else None)
+        yield opener
+        opener.close_all()
+
+    return open_store
+
+
+#: `open_store(*engines, fs=None, root=None, path=None, plugins=(), **kw)`; see StoreOpener.
+open_store = open_store_fixture()
 
 
 @pytest.fixture
