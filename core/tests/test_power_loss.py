@@ -160,3 +160,29 @@ def test_crash_during_recovery_is_safe() -> None:
         except SimulatedCrash:
             state = fs.crash_state("power")
         check_invariants(state, acked, f"recovery crash at op {k}")
+
+
+def test_a_table_left_half_created_by_a_killed_process_is_made_durable_before_its_first_commit() -> None:
+    """Found by review (issue 7). A process killed while creating a table leaves its directories
+    in the page cache, visible but with entries not yet durable (SimFS's "process" crash state
+    cannot show this: it keeps everything). The next process sees the path exist; if it only
+    made a *missing* path durable, its acknowledged flush would live in a directory that a later
+    power loss removes. The first commit of each open makes the whole path durable first."""
+    probe = SimFS()
+    s = open_kv_store(ROOT, fs=probe)
+    s.engine("kv").write(kv_batch([b"probe"], [T0]))
+    table_path = s.engine("kv").tables()[0].path
+    s.close()
+
+    fs = SimFS()
+    level = ""
+    for name in table_path.strip("/").split("/"):  # the killed process got this far: every
+        level += "/" + name  # level created (mkdir is an op: its entry stays pending), none synced
+        fs.mkdir(level)
+    s = open_kv_store(ROOT, fs=fs)
+    kv = s.engine("kv")
+    kv.write(kv_batch([b"a", b"b"], [T0, T0 + 1]))
+    kv.flush()  # acknowledged
+    after = open_kv_store(ROOT, fs=fs.crash_state("power"))
+    assert [r[0] for r in after.engine("kv").query()] == [b"a", b"b"]
+    after.close()

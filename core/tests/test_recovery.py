@@ -11,7 +11,9 @@ import pytest
 import lamina
 from lamina import names
 from lamina.io.sim import SimFS
-from lamina.testing.kv import kv_batch, open_kv_store
+from lamina.plugins import Registry
+from lamina.repair import repair_store
+from lamina.testing.kv import KV, kv_batch, open_kv_store
 
 ROOT = "/db"
 T0 = 1_700_000_000_000_000_000
@@ -141,6 +143,27 @@ def test_damaged_newest_manifest_refuses_to_open_unless_rollback_allowed(sim: Si
         open_kv_store(ROOT, fs=sim)
     s = open_kv_store(ROOT, fs=sim, allow_rollback=True)
     assert len(s.engine("kv").query()) == 20  # rolled back to the previous epoch: first part only
+    s.close()
+
+
+def test_when_no_manifest_verifies_even_rollback_refuses_and_deletes_nothing(sim: SimFS) -> None:
+    """Found by review (issue 7): with allow_rollback and every manifest damaged, open went on
+    without a manifest, removed every part as an uncommitted leftover and wrote an empty one,
+    silently losing the table. It must refuse, keep every part, and leave it to repair."""
+    _store_with_parts(sim, 2)
+    t = _table(sim)
+    for n in sim.listdir(t):
+        if n.endswith(".snp"):
+            sim.corrupt(f"{t}/{n}", 5, b"#")
+    parts = _parts(sim)
+    with pytest.raises(lamina.CorruptManifestError, match="nothing to roll back to"):
+        open_kv_store(ROOT, fs=sim, allow_rollback=True)
+    assert _parts(sim) == parts  # nothing removed
+    registry = Registry()
+    registry._add_engine(KV, "<direct>")
+    assert len(repair_store(ROOT, fs=sim, registry=registry)) == 1
+    s = open_kv_store(ROOT, fs=sim)
+    assert len(s.engine("kv").query()) == 40
     s.close()
 
 

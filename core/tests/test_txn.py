@@ -320,3 +320,38 @@ def test_a_stale_intent_does_not_resurrect_a_reused_part_id() -> None:
         assert _rows(reopened, "a") == [(b"k1", T0 + 1), (b"k2", T0 + 2)]
     finally:
         reopened.close()
+
+
+@pytest.mark.parametrize("crash", ["process", "power"])
+def test_a_pending_intent_never_rolls_forward_a_part_that_was_merged_since(crash: str) -> None:
+    """Found by review (issue 7): a's part of a transaction is committed, b's manifest fails
+    cleanly (the intent stays pending), and a merges that part away. Its directory can outlive
+    the merge: a query still held it when the process died, or a power loss undid its removal
+    (cleanup takes no barrier). Recovery used to see the directory, roll the part forward next to
+    the merge output, and serve its rows twice; it must recognise the part as merged away."""
+    import errno
+
+    fs = SimFS()
+    store = open_kv_store(ROOT, fs=fs)
+    group = store.couple(MEMBERS)
+    kv = store.engine("kv")
+    first, second = kv_batch([b"k1"], [T0 + 1]), kv_batch([b"k2"], [T0 + 2])  # one segment
+    _write_both(store, first)
+    group.flush()
+    fault = fs.inject("create", f"{ROOT}/kv/b/*.snp.tmp", errno.ENOSPC)
+    _write_both(store, second)
+    with pytest.raises(OSError, match="No space"):
+        group.flush()
+    assert fault.fired and fs.listdir(posixpath.join(ROOT, names.TXN_DIR))  # pending
+    table_a = kv.tables("a")[0]
+    held = table_a.snapshot(include_memory=False) if crash == "process" else None
+    assert kv.merge_now() >= 1
+    assert len(kv.tables("a")[0].snapshot(include_memory=False).parts) == 1  # merged
+    state = fs.crash_state(crash)
+    rows_a = [(b"k1", T0 + 1), (b"k2", T0 + 2)]
+    again = open_kv_store(ROOT, fs=state)
+    assert _rows(again, "a") == rows_a  # each row once
+    assert _rows(again, "b") == rows_a  # and b's half of the transaction completed
+    assert state.listdir(posixpath.join(ROOT, names.TXN_DIR)) == []
+    again.close()
+    del held

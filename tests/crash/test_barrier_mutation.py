@@ -19,6 +19,7 @@ fails if a listed site starts being caught or if any other site survives.
 from __future__ import annotations
 
 import contextlib
+import errno
 import time
 
 import attrs
@@ -70,11 +71,13 @@ def _caught(subject: Subject, site: str) -> str | None:
 ROOT = "/db"
 DAY = 86_400 * 10**9
 MEMBERS = [("kv", "a"), ("kv", "b")]
-#: Coupled flushes into one daily segment (parts 1 and 2 of each table), then a drop of that
-#: segment, then a flush that re-creates its tables (part 1 again). An intent whose removal a power
-#: loss undoes would then name part 2 of a table that no longer has one.
+#: Coupled flushes into one daily segment; a third whose manifest in b fails cleanly (ENOSPC), so
+#: its intent stays pending while a merges that part away (recovery must not roll it forward
+#: again); the flush that completes it; a drop of the segment; and a flush that re-creates its
+#: tables (part 1 again). An intent whose removal a power loss undoes would then name a part of a
+#: table that no longer has one.
 TXN_BATCHES = [
-    kv_batch([b"t%d-%d" % (i, j) for j in range(3)], [T0 + i * 10 + j for j in range(3)]) for i in range(3)
+    kv_batch([b"t%d-%d" % (i, j) for j in range(3)], [T0 + i * 10 + j for j in range(3)]) for i in range(4)
 ]
 #: Written to one member only after a recovery: a flush that needs no intent, so nothing in txn/
 #: is fsynced by it.
@@ -91,7 +94,7 @@ class TxnLedger:
     #: per dataset, the rows a returned flush acknowledged
     acked: dict[str, set[tuple[bytes, int]]] = attrs.Factory(lambda: {"a": set(), "b": set()})
     #: batches whose rows must be in both members or in neither (a retention drop is per table)
-    coupled: list[set[tuple[bytes, int]]] = attrs.Factory(lambda: [_rows_of(b) for b in TXN_BATCHES])
+    coupled: list[set[tuple[bytes, int]]] = attrs.Factory(list)
 
 
 def _txn_store(fs: SimFS) -> Store:
@@ -104,6 +107,8 @@ def _txn_store(fs: SimFS) -> Store:
 
 def _flush(store: Store, batch: dict, datasets: tuple[str, ...], ledger: TxnLedger) -> None:
     kv = store.engine("kv")
+    if len(datasets) > 1:
+        ledger.coupled.append(_rows_of(batch))
     with store.couple(MEMBERS).lock:
         for d in datasets:
             kv.write(batch, dataset=d)
@@ -114,7 +119,7 @@ def _flush(store: Store, batch: dict, datasets: tuple[str, ...], ledger: TxnLedg
 
 def _drop_all(store: Store, ledger: TxnLedger) -> None:
     ledger.acked = {"a": set(), "b": set()}  # dropped on purpose: from here on they may or may not be present
-    del ledger.coupled[:2]  # and the drop of dataset a and of dataset b are two steps
+    ledger.coupled.clear()  # and the drop of dataset a and of dataset b are two steps
     store.engine("kv").apply_retention(FAR_FUTURE_NS)
 
 
@@ -122,8 +127,16 @@ def _txn_workload(fs: SimFS, ledger: TxnLedger) -> None:
     store = _txn_store(fs)
     for b in TXN_BATCHES[:2]:
         _flush(store, b, ("a", "b"), ledger)
+    fs.inject("create", f"{ROOT}/kv/b/*.snp.tmp", errno.ENOSPC)
+    with pytest.raises(OSError, match="No space"):  # committed in a; pending in b; not acknowledged
+        _flush(store, TXN_BATCHES[2], ("a", "b"), ledger)
+    kv = store.engine("kv")
+    kv.merge_now()
+    kv.flush()  # completes the pending transaction
+    for d in ("a", "b"):
+        ledger.acked[d] |= _rows_of(TXN_BATCHES[2])
     _drop_all(store, ledger)
-    _flush(store, TXN_BATCHES[2], ("a", "b"), ledger)
+    _flush(store, TXN_BATCHES[3], ("a", "b"), ledger)
     store.close()
 
 
@@ -133,7 +146,6 @@ def _carry_on(fs: SimFS) -> TxnLedger:
     ledger = TxnLedger()
     store = _txn_store(fs)
     _drop_all(store, ledger)
-    ledger.coupled.clear()
     _flush(store, SOLO, ("a",), ledger)
     store.close()
     return ledger

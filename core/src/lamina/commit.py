@@ -6,7 +6,8 @@
    the part is complete but not live;
 4. write the next manifest atomically: THE commit point;
 5. retire replaced parts once no reader holds them, and prune old manifests. Cleanup only: no
-   barrier, since whatever a power loss brings back is unlisted and the next open removes it.
+   barrier, since whatever a power loss brings back is unlisted and the next open removes it
+   (transaction recovery recognises a retired part as merged away first: txn.py).
 A failure at any step removes the partial output; the previous manifest still describes a fully
 valid table.
 """

@@ -77,11 +77,16 @@ class CorruptManifestError(LaminaError):
     rebuilds the manifest from part lineage.
     """
 
-    def __init__(self, path: str, detail: str) -> None:
+    def __init__(self, path: str, detail: str, *, can_roll_back: bool = True) -> None:
         self.path, self.detail = path, detail
-        super().__init__(
-            f"newest manifest {path} is damaged ({detail}); refusing to roll back acknowledged data. "
+        hint = (
             "Run `lamina repair` to rebuild it from the parts, or open with allow_rollback=True."
+            if can_roll_back
+            else "No older manifest verifies either, so there is nothing to roll back to: run "
+            "`lamina repair` to rebuild it from the parts."
+        )
+        super().__init__(
+            f"newest manifest {path} is damaged ({detail}); refusing to roll back acknowledged data. {hint}"
         )
 
 

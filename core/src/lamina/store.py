@@ -342,7 +342,7 @@ class EngineHandle:
             # unlinks themselves need no barrier: a *.dropping directory is finished at open.
             fsync_dir(fs, posixpath.dirname(seg_dir))
             rmtree(fs, doomed)
-        except OSError as e:  # the next open (or retention round) finishes it
+        except OSError as e:  # the next open finishes it (_discover)
             log.warning("could not remove expired segment {}: {}", seg_dir, e)
         finally:
             with self._lock:

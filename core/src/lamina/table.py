@@ -129,6 +129,8 @@ class Table:
         self.salvaged: set[int] = set()
         self._poison: BaseException | None = None
         self._closed = False
+        #: whether every level of `path` is known durable in its parent (see _ensure_durable_path)
+        self._path_durable = False
         self.dictionary: ZstdDict | None = None
         self.kinds = {c.name: c.kind for c in env.engine.schema.columns}
 
@@ -137,7 +139,7 @@ class Table:
         """Create or recover the table (SPEC §6). Idempotent; safe to crash in."""
         fs = self.fs
         if not fs.exists(self.path):
-            makedirs_durable(fs, self.path)
+            self._ensure_durable_path()
         entries = fs.listdir(self.path)
         # Removing leftovers (here and below) takes no barrier: a leftover that a power loss
         # brings back is a leftover again at the next open (SPEC §4 fsyncs an unlink only when
@@ -235,6 +237,12 @@ class Table:
                 if i == 0 and not self.env.allow_rollback:
                     raise CorruptManifestError(path, str(e)) from None
                 self.log.error("manifest {} is damaged ({}); rolling back as allowed", path, e)
+        if epochs:
+            # Every manifest is damaged. Going on without one would treat every part as an
+            # uncommitted leftover and delete it: refuse even under allow_rollback (repair
+            # rebuilds the manifest from the parts' lineage).
+            newest = posixpath.join(self.path, names.manifest_name(epochs[0]))
+            raise CorruptManifestError(newest, "no manifest of this table verifies", can_roll_back=False)
         return None
 
     def _finish_interrupted_quarantine(self, pname: str) -> None:
@@ -274,7 +282,9 @@ class Table:
 
         No barrier: the part left the manifest at the commit point, so a removal that a power
         loss undoes (wholly or in part) leaves an unlisted directory, which the next open removes
-        as a leftover; part IDs are never reused, so it cannot be mistaken for a newer part."""
+        as a leftover. The table's IDs only grow (`next_part_id`), so no newer part takes its
+        name; and a pending transaction intent that names it finds it merged away
+        (`txn._merged_away` is checked before the directory), so it is never rolled forward."""
         if not h.retired or h.in_memory:
             return
         try:
@@ -302,7 +312,18 @@ class Table:
             self.log.error("fsync failed; table poisoned until reopen: {}", e)
             raise
 
+    def _ensure_durable_path(self) -> None:
+        """Make every level of the table's path durable in its parent: when the table is created,
+        and again before the first commit of each open. An existing path is not proof: a process
+        killed while creating the table leaves the directories in the page cache with entries
+        that a later power loss can still undo, and acknowledged commits inside with them. (Not
+        at every open: a clean reopen writes nothing, and most tables are only read.)"""
+        makedirs_durable(self.fs, self.path)
+        self._path_durable = True
+
     def _write_manifest(self, parts: list[int], salvaged: set[int] | None = None) -> None:
+        if not self._path_durable:
+            self._guard_fsync(self._ensure_durable_path)
         epoch = self._epoch + 1
         marks = sorted(self.salvaged | (salvaged or set()))
         path = posixpath.join(self.path, names.manifest_name(epoch))

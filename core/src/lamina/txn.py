@@ -425,11 +425,15 @@ def _roll_forward(fs: FileSystem, root: str, ip: IntentPart) -> bool:
             return False
     if manifest is not None and ip.part in manifest.parts:
         return True
+    # Merged away is judged before the directory is looked at: a retired input's directory can
+    # outlive its merge (a query still held it when the process died, or a power loss undid its
+    # removal, which takes no barrier), and rolling it forward would serve its rows twice.
+    if _merged_away(fs, table, manifest, ip.part):
+        return True
     pname = names.part_name(ip.part)
     if not fs.exists(posixpath.join(table, pname)):
-        quarantined = fs.exists(posixpath.join(table, names.CORRUPT_DIR, pname))
-        if quarantined or _merged_away(fs, table, manifest, ip.part):
-            return True  # committed, then quarantined or merged before the intent was removed
+        if fs.exists(posixpath.join(table, names.CORRUPT_DIR, pname)):
+            return True  # committed, then quarantined before the intent was removed
         raise MissingPartError(table, pname)
     if ip.meta_crc is not None and _another_part(fs, posixpath.join(table, pname), ip.meta_crc):
         log.warning("stale transaction intent ignored: {} in {} is not the part it committed", pname, table)
@@ -447,7 +451,7 @@ def _roll_forward(fs: FileSystem, root: str, ip: IntentPart) -> bool:
 
 
 def _merged_away(fs: FileSystem, table: str, manifest: Manifest | None, part: int) -> bool:
-    """True when `part` was committed and then merged away (and removed) before the intent was.
+    """True when `part` was committed and then merged away before the intent was removed.
 
     A listed part holding data as new as `part` (data_seq >= its ID: a flush's seq is its own ID,
     a merge's the largest of its inputs') proves it: such data is `part` itself, merged, or a

@@ -131,8 +131,9 @@ def write_atomic(
     """Replace `path` with `data` so that a crash leaves either the old or the new content.
 
     tmp file -> fsync -> rename -> fsync(directory). A stale tmp from an earlier crash is replaced.
-    `sync_dir=False` skips the last step, for a caller whose directory is fsynced by a later,
-    unavoidable barrier anyway (a crash then leaves the old content or the new, never a mix).
+    `sync_dir=False` skips the last step, for a caller whose name nothing depends on until some
+    later barrier fsyncs the directory anyway (a crash still leaves the old content or the new,
+    never a mix; only which one is open until then).
     """
     tmp = path + TMP_SUFFIX
     if fs.exists(tmp):

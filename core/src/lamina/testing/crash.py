@@ -665,7 +665,7 @@ def replay(subject: Subject, text: str) -> str | None:
 def _site(kind: str) -> str:
     """A barrier's site: the first caller outside lamina/io (a durability decision lives there),
     down to the line, so two barriers in one function are judged separately:
-    ``dir@store.py:_remove_segment:341``."""
+    ``dir@store.py:_remove_segment:<line>``."""
     for f in reversed(traceback.extract_stack()[:-3]):
         if "/lamina/io/" not in f.filename and "/lamina/testing/" not in f.filename:
             return f"{kind}@{f.filename.split('/lamina/')[-1]}:{f.name}:{f.lineno}"
