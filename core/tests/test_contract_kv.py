@@ -67,3 +67,26 @@ class TestKvMerges(KvSamples, MergeContract):
 class TestKvCrash(KvSamples, CrashContract):
     """The crash contract (lamina.testing.crash_contract) on the kv reference engine, with the
     same fixtures as the corruption contract."""
+
+
+def test_random_damage_always_changes_the_file_it_damages() -> None:
+    """Regression (the long run's 100,000 random corruptions of the trace engine): a sector
+    overwritten with bytes equal to what was there (zeros over zeros, or one random byte over
+    itself in a file's last 1-byte sector) changed nothing, and was reported as "undetected"."""
+    from lamina.io.sim import SimFS
+    from lamina.testing import fuzz
+
+    fs = SimFS()
+    fs.makedirs("/t/0000000000000001")
+    fs.write_file("/t/0000000000000001/data.bin", bytes(513))  # a last sector of one zero byte
+    fs.write_file("/t/0000000000000001/ones.bin", b"\xff" * 3)
+    fx = fuzz.Fixture(fs, "/t", ("0000000000000001",))
+    sectors = 0
+    for m in fuzz.random_damage(fx, 400, seed=3):
+        state = fs.crash_state("process")
+        before = {n: state.read_file(f"/t/0000000000000001/{n}") for n in ("data.bin", "ones.bin")}
+        m.apply(state)
+        after = {n: state.read_file(f"/t/0000000000000001/{n}") for n in ("data.bin", "ones.bin")}
+        assert before != after, f"{m.name} changed nothing"
+        sectors += "sector" in m.name
+    assert sectors > 100
