@@ -6,9 +6,11 @@ one function are judged separately). Two explorations stop at the first violatio
 
 - the kv reference engine's store creation and one-op workloads (flush, merge, drop, quarantine,
   reopen), every crash point, with compound crashes during recovery;
-- a coupled (two-dataset) transaction workload, flushes then a retention drop then a flush that
-  re-creates the dropped tables, at every crash point under power loss, each crash state recovered
-  and then carried on (drop, re-create, power loss again). This is what reaches txn.py's barriers.
+- a coupled (two-dataset) transaction workload: flushes; one whose manifest fails cleanly in one
+  member while the other merges its part away; the flush that completes it; a retention drop; a
+  flush that re-creates the dropped tables. Every crash point under power loss, each crash state
+  recovered and then carried on (drop, re-create without a transaction, power loss again). This
+  is what reaches txn.py's barriers.
 
 A barrier nothing can observe was removed, with a comment saying why (the cleanup fsyncs after
 pruning a manifest, removing a retired part or a leftover, finishing a segment drop, and the store
