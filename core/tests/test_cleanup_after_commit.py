@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 
+import lamina
 from lamina import names
 from lamina.io.sim import SimFS
 from lamina.testing.kv import kv_batch, open_kv_store
@@ -20,7 +21,7 @@ from lamina.testing.kv import kv_batch, open_kv_store
 T0 = 1_700_000_000_000_000_000
 
 
-def _flushed_store(fs: SimFS, keys: list[bytes]):  # type: ignore[no-untyped-def]
+def _flushed_store(fs: SimFS, keys: list[bytes]) -> tuple[lamina.Store, lamina.EngineHandle]:
     s = open_kv_store("/db", fs=fs)
     kv = s.engine("kv")
     for i, k in enumerate(keys):
