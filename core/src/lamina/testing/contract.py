@@ -50,10 +50,10 @@ from lamina.format.part_meta import SUPPORTED_VERSIONS, QuarantineReason
 from lamina.format.records import load_record
 from lamina.hookspecs import hookimpl
 from lamina.io.fs import FileSystem
-from lamina.io.sim import SimFS
 from lamina.plugins import Registry
 from lamina.testing import damage as dmg
 from lamina.testing._base import ContractFixtures
+from lamina.testing.ledger import Ledger
 
 __all__ = [
     "DAMAGES",
@@ -106,7 +106,7 @@ class CorruptionLab:
         self.table = ""
         self.recorder = _QuarantineRecorder()
         self._stores: list[lamina.Store] = []
-        self._ledger: dict[frozenset[int], list[Any]] = {}
+        self.ledger = Ledger(engine, batches, query_all)
 
     # -- stores --------------------------------------------------------------------------------
     def open(self, *, background: bool = False, plugins: Iterable[object] = (), **kw: Any) -> lamina.Store:
@@ -157,22 +157,8 @@ class CorruptionLab:
     def expected(self, without: Iterable[int | str] = ()) -> list[Any]:
         """Rows a store holding every sample batch except `without` (batch indices or part names)
         returns: computed by writing those batches, one flush each, into a reference store."""
-        skip = frozenset(self.parts.index(w) if isinstance(w, str) else w for w in without)
-        rows = self._ledger.get(skip)
-        if rows is None:
-            ref = lamina.Store(
-                "/reference", fs=SimFS(), registry=Registry(), engines=[self.engine], background=False
-            )
-            try:
-                h = ref.engine(self.engine.name)
-                for i, b in enumerate(self.batches):
-                    if i not in skip:
-                        h.write(b)
-                        h.flush()
-                rows = self._ledger[skip] = sorted(self.query_all(h))
-            finally:
-                ref.close()
-        return rows
+        skip = {self.parts.index(w) if isinstance(w, str) else w for w in without}
+        return self.ledger.expected(set(range(len(self.batches))) - skip)
 
     def healthy(self, victim: str) -> list[Any]:
         """The rows every part but `victim` holds (all rows if `victim` holds none of the batches)."""

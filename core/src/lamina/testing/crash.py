@@ -45,6 +45,7 @@ from lamina.io import durable
 from lamina.io.sim import SimFS
 from lamina.plugins import Registry
 from lamina.testing import figures
+from lamina.testing.ledger import Ledger as RowLedger
 
 __all__ = [
     "OPS",
@@ -86,7 +87,6 @@ class Subject:
     batches: Sequence[Any]
     query_all: Callable[[lamina.EngineHandle], list[Any]]
     root: str = "/store"
-    _expected: dict[tuple[int, ...], list[Any]] = attrs.field(factory=dict, eq=False, repr=False)
     #: Rows served by (and validation of) a set of live parts, keyed by their exact bytes: many
     #: crash states recover to the same parts, and reading every block again would dominate.
     _served: dict[bytes, list[Any]] = attrs.field(factory=dict, eq=False, repr=False)
@@ -115,23 +115,13 @@ class Subject:
     def batch_of(self, slot: int) -> Any:
         return self.batches[slot % len(self.batches)]
 
+    @functools.cached_property
+    def ledger(self) -> RowLedger:
+        return RowLedger(self.engine, self.batches, self.query_all)
+
     def expected(self, slots: Sequence[int]) -> list[Any]:
         """Rows a store holding exactly the given slots (flushed in that order) returns."""
-        key = tuple(s % len(self.batches) for s in slots)
-        rows = self._expected.get(key)
-        if rows is None:
-            ref = lamina.Store(
-                "/reference", fs=SimFS(), registry=Registry(), engines=[self.engine], background=False
-            )
-            try:
-                h = ref.engine(self.name)
-                for b in key:
-                    h.write(self.batches[b])
-                    h.flush()
-                rows = self._expected[key] = sorted(self.query_all(h))
-            finally:
-                ref.close()
-        return rows
+        return self.ledger.after([s % len(self.batches) for s in slots])
 
 
 # -- the ledger -----------------------------------------------------------------------------------

@@ -28,13 +28,17 @@ class Ledger:
         query_all: Callable[[lamina.EngineHandle], list[Any]],
     ) -> None:
         self.engine, self.batches, self.query_all = engine, list(batches), query_all
-        self._cache: dict[tuple[frozenset[int], bool], list[Any]] = {}
+        self._cache: dict[tuple[tuple[int, ...], bool], list[Any]] = {}
 
     def expected(self, which: Iterable[int] | None = None, *, merge: bool = False) -> list[Any]:
         """Sorted rows of the batches in `which` (all when None), each written and flushed in
         order into a reference store; with `merge`, after merging that store's parts."""
-        keep = frozenset(range(len(self.batches)) if which is None else which)
-        key = (keep, merge)
+        return self.after(sorted(set(range(len(self.batches)) if which is None else which)), merge=merge)
+
+    def after(self, sequence: Sequence[int], *, merge: bool = False) -> list[Any]:
+        """Sorted rows of a reference store into which the batches at `sequence` (indices, in
+        that order, repeats allowed) were written, one flush each; with `merge`, merged after."""
+        key = (tuple(sequence), merge)
         rows = self._cache.get(key)
         if rows is None:
             ref = lamina.Store(
@@ -42,10 +46,9 @@ class Ledger:
             )
             try:
                 h = ref.engine(self.engine.name)
-                for i, b in enumerate(self.batches):
-                    if i in keep:
-                        h.write(b)
-                        h.flush()
+                for i in key[0]:
+                    h.write(self.batches[i])
+                    h.flush()
                 if merge:
                     h.merge_now()
                 rows = self._cache[key] = sorted(self.query_all(h))
