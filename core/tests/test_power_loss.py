@@ -16,6 +16,7 @@ import pytest
 
 from lamina import names
 from lamina.io.sim import SimFS, SimulatedCrash
+from lamina.testing.fixtures import explore_crash_points
 from lamina.testing.kv import kv_batch, open_kv_store
 
 ROOT = "/db"
@@ -105,14 +106,7 @@ def check_invariants(fs: SimFS, acked: list[Row], label: str) -> None:
 def test_crash_at_every_operation_of_flush_and_merge_keeps_acknowledged_rows(mode: str) -> None:
     total = count_ops(workload)
     assert total > 100  # the workload really does flushes and a merge
-    for k in range(total):
-        fs = SimFS()
-        fs.crash_at(k)
-        acked: list[Row] = []
-        with pytest.raises(SimulatedCrash):
-            workload(fs, acked)
-        state = fs.crash_state(mode, seed=k, torn=512) if mode == "torn" else fs.crash_state(mode)
-        check_invariants(state, acked, f"{mode} crash at op {k} (after {fs.ops[-1] if fs.ops else 'start'})")
+    assert explore_crash_points(workload, check_invariants, (mode,)) == total
 
 
 def test_every_single_omitted_pending_operation_is_survivable() -> None:

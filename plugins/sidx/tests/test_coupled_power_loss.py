@@ -21,6 +21,7 @@ import lamina
 from lamina import names
 from lamina.io.sim import SimFS, SimulatedCrash
 from lamina.testing import damage as dmg
+from lamina.testing.fixtures import explore_crash_points
 from lamina_sidx.plugin import ENGINE as SIDX
 from lamina_sidx.traces import IndexedTraces, IndexRule, series_of
 from lamina_trace.plugin import ENGINE as TRACE
@@ -138,14 +139,7 @@ def test_crash_at_every_operation_of_coupled_flushes_keeps_trace_and_index_toget
     to keep the suite's time modest."""
     total = _op_count()
     assert total > 150  # three coupled flushes and a merge really happen
-    for k in range(0, total, step):
-        fs = SimFS()
-        fs.crash_at(k)
-        acked: list[Span] = []
-        with pytest.raises(SimulatedCrash):
-            workload(fs, acked)
-        state = fs.crash_state(mode, seed=k, torn=512) if mode == "torn" else fs.crash_state(mode)
-        check_invariants(state, acked, f"{mode} crash at op {k} ({fs.ops[-1] if fs.ops else 'start'})")
+    assert explore_crash_points(workload, check_invariants, (mode,), stride=step) > 30
 
 
 def test_every_single_omitted_pending_operation_is_survivable() -> None:

@@ -14,8 +14,9 @@ import pytest
 
 import lamina
 from lamina import names
-from lamina.io.sim import SimFS, SimulatedCrash
+from lamina.io.sim import SimFS
 from lamina.plugins import Registry
+from lamina.testing.fixtures import explore_crash_points
 from lamina_stream import Eq
 from lamina_stream.plugin import ENGINE
 
@@ -107,11 +108,4 @@ def test_crash_across_flush_and_merge_keeps_acknowledged_elements(mode: str, fir
     tag filters, within the plugin suite's time budget)."""
     total = _ops(workload)
     assert total > 100  # the workload really does flushes and a merge
-    for k in range(first, total, stride):
-        fs = SimFS()
-        fs.crash_at(k)
-        acked: list[Row] = []
-        with pytest.raises(SimulatedCrash):
-            workload(fs, acked)
-        state = fs.crash_state(mode, seed=k, torn=512) if mode == "torn" else fs.crash_state(mode)
-        check(state, acked, f"{mode} crash at op {k}")
+    assert explore_crash_points(workload, check, (mode,), stride=stride, start=first) > 3

@@ -22,6 +22,7 @@ try:  # rewrite the contracts' asserts (readable failures in every engine's suit
         "lamina.testing.contract",
         "lamina.testing.crash_contract",
         "lamina.testing.engine_contract",
+        "lamina.testing.fixtures",
         "lamina.testing.ledger",
     )
 except ImportError:  # pytest is optional: the damage helpers work without it

@@ -131,9 +131,10 @@ Check = Callable[[SimFS, list[Any], str], None]
 
 
 def explore_crash_points(
-    workload: Workload, check: Check, modes: Sequence[str] = CRASH_MODES, *, stride: int = 1
+    workload: Workload, check: Check, modes: Sequence[str] = CRASH_MODES, *, stride: int = 1, start: int = 0
 ) -> int:
-    """Cut `workload` at every `stride`-th mutating operation and check each crash state.
+    """Cut `workload` at every `stride`-th mutating operation (from op `start`) and check each
+    crash state.
 
     `workload(fs, acked)` appends to `acked` only what the store acknowledged (after `flush()`
     returned). `check(state, acked, label)` reopens `state` and asserts the invariants against the
@@ -142,7 +143,7 @@ def explore_crash_points(
     workload(probe, [])
     total = probe.op_count
     checked = 0
-    for k in range(0, total, stride):
+    for k in range(start, total, stride):
         for mode in modes:
             fs = SimFS()
             fs.crash_at(k)
