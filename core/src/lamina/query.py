@@ -4,13 +4,18 @@ The context picks the tables whose time segment overlaps the query, takes a snap
 (committed parts, parts being flushed, and a memory part of unflushed rows), prunes parts by their
 time bounds, and releases everything when the query ends. A damaged part met during the query is
 quarantined by the caller (EngineHandle.query), and the error names it.
+
+The `check_*` functions check the arguments every engine's query takes (time bounds in ns, order,
+limit) with one wording whichever engine an application queries: an `InvalidInputError` naming
+the argument and the engine, before any part is read.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from lamina.errors import InvalidInputError
 from lamina.format.part_reader import PartReader
 from lamina.schema import BlockSchema
 from lamina.snapshot import Snapshot
@@ -57,3 +62,25 @@ class QueryContext:
         for _, snap in self._snaps:
             snap.release()
         self._snaps.clear()
+
+
+def check_time_bound(name: str, value: Any, *, engine: str) -> int | None:
+    """`start` / `end`: an int (ns) or None (open)."""
+    if value is not None and type(value) is not int:
+        raise InvalidInputError(
+            name, f"must be an int (ns) or None, got {type(value).__name__}", engine=engine
+        )
+    return value
+
+
+def check_order(value: Any, *, engine: str) -> str:
+    if value not in ("asc", "desc"):
+        raise InvalidInputError("order", f"must be 'asc' or 'desc', got {value!r}", engine=engine)
+    return value
+
+
+def check_limit(value: Any, *, engine: str, required: bool = False) -> int | None:
+    """A non-negative int; None (no limit) unless `required`."""
+    if (value is None and not required) or (type(value) is int and value >= 0):
+        return value
+    raise InvalidInputError("limit", f"must be a non-negative int, got {value!r}", engine=engine)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from lamina import InvalidInputError, PartReader, QueryContext
+from lamina.query import check_limit, check_order, check_time_bound
 from lamina_measure.model import AggregateResult, MeasureResult
 from lamina_measure.options import ENGINE_NAME, MeasureOptions
 from lamina_measure.rule import winners
@@ -30,12 +31,6 @@ _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
 
 def _bad(field: str, problem: str) -> InvalidInputError:
     return InvalidInputError(field, problem, engine=ENGINE_NAME)
-
-
-def _int_or_none(name: str, v: Any) -> int | None:
-    if v is not None and type(v) is not int:
-        raise _bad(name, f"must be an int (ns) or None, got {type(v).__name__}")
-    return v
 
 
 def _names(name: str, v: Any, known: Sequence[str] | None) -> list[str] | None:
@@ -318,11 +313,10 @@ def run(
     field are int64 (numpy arithmetic: they wrap past 2**63); avg is float64; min, max and avg
     of no points are None.
     """
-    start, end = _int_or_none("start", start), _int_or_none("end", end)
-    if order not in ("asc", "desc"):
-        raise _bad("order", f"must be 'asc' or 'desc', got {order!r}")
-    if limit is not None and (type(limit) is not int or limit < 0):
-        raise _bad("limit", f"must be a non-negative int, got {limit!r}")
+    start = check_time_bound("start", start, engine=ENGINE_NAME)
+    end = check_time_bound("end", end, engine=ENGINE_NAME)
+    check_order(order, engine=ENGINE_NAME)
+    check_limit(limit, engine=ENGINE_NAME)
     if tags is not None and not isinstance(tags, Mapping):
         raise _bad("tags", f"must be a mapping of tag -> condition, got {type(tags).__name__}")
     conds = {str(k): _tag_predicate(str(k), v) for k, v in (tags or {}).items()}

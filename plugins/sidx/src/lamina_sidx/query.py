@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from lamina import InvalidInputError, PartReader, QueryContext, block_key
+from lamina.query import check_limit, check_order
 from lamina_sidx.model import Entry
 from lamina_sidx.schema import SCHEMA
 
@@ -214,10 +215,8 @@ def run(
     khi = _I64_MAX if khi is None else khi
     if klo > khi:
         raise _bad("key_min", f"{klo} is greater than key_max {khi}")
-    if order not in ("asc", "desc"):
-        raise _bad("order", f"must be 'asc' or 'desc', got {order!r}")
-    if limit is not None and (type(limit) is not int or limit < 0):
-        raise _bad("limit", f"must be a non-negative int, got {limit!r}")
+    check_order(order, engine=ENGINE_NAME)
+    check_limit(limit, engine=ENGINE_NAME)
     if tags is not None and not isinstance(tags, Mapping):
         raise _bad("tags", f"must be a mapping of tag -> condition, got {type(tags).__name__}")
     skip = 0

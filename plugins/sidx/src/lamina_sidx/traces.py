@@ -30,6 +30,7 @@ import attrs
 import numpy as np
 
 from lamina import EngineHandle, InvalidInputError, Store
+from lamina.query import check_limit
 from lamina_sidx.pages import iter_batches
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,40}$")
@@ -161,8 +162,7 @@ class IndexedTraces:
         r = self.rules.get(rule)
         if r is None:
             raise InvalidInputError("rule", f"unknown index rule {rule!r} (have {sorted(self.rules)})")
-        if type(limit) is not int or limit < 0:
-            raise InvalidInputError("limit", f"must be a non-negative int, got {limit!r}", engine="sidx")
+        check_limit(limit, engine="sidx", required=True)
         filters: dict[str, Any] = {"start": start, "end": end, "order": order}
         if r.series_tag is not None:
             filters |= {"series": series_of(value), "tags": {r.series_tag: [value]}}

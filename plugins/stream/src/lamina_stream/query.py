@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from lamina import CorruptionReason, CorruptPartError, InvalidInputError, PartReader, QueryContext
+from lamina.query import check_limit, check_order, check_time_bound
 from lamina_stream.model import Element, Filter, QueryStats, as_filter, series_id
 from lamina_stream.schema import SERIES
 
@@ -126,13 +127,10 @@ def scan(
     a list of them), matching `where` (a `Filter`, or a mapping tag -> value / list of values),
     with one of `element_ids`; ordered by (timestamp, series ID, element ID), ascending or
     descending (`order`); at most `limit`; tags restricted to `projection` (None = all)."""
-    for name, bound in (("start", start), ("end", end)):
-        if bound is not None and type(bound) is not int:
-            raise _bad(name, f"must be an int (ns) or None, got {type(bound).__name__}")
-    if order not in ("asc", "desc"):
-        raise _bad("order", f"must be 'asc' or 'desc', got {order!r}")
-    if limit is not None and (type(limit) is not int or limit < 0):
-        raise _bad("limit", f"must be a non-negative int, got {limit!r}")
+    check_time_bound("start", start, engine="stream")
+    check_time_bound("end", end, engine="stream")
+    check_order(order, engine="stream")
+    check_limit(limit, engine="stream")
     if projection is not None:
         if isinstance(projection, str) or not all(isinstance(t, str) for t in projection):
             raise _bad("projection", "must be a list of tag names")

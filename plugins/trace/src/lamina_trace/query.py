@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from lamina import InvalidInputError, QueryContext
+from lamina.query import check_limit, check_time_bound
 from lamina_trace.model import Span, TagFilter
 
 
@@ -73,13 +74,9 @@ def by_time_range(
     Pruning: segments and parts by time bounds, granules by their min/max timestamps, then
     vectorised row masks per granule; only matching blocks' payloads are read.
     """
-    if limit is not None and (type(limit) is not int or limit < 0):
-        raise InvalidInputError("limit", f"must be a non-negative int, got {limit!r}", engine="trace")
-    for name, bound in (("start", start), ("end", end)):
-        if bound is not None and (type(bound) is not int):
-            raise InvalidInputError(
-                name, f"must be an int (ns) or None, got {type(bound).__name__}", engine="trace"
-            )
+    check_limit(limit, engine="trace")
+    check_time_bound("start", start, engine="trace")
+    check_time_bound("end", end, engine="trace")
     if tags is not None and not isinstance(tags, Mapping):
         raise InvalidInputError(
             "tags", f"must be a mapping of tag -> condition, got {type(tags).__name__}", engine="trace"
