@@ -47,3 +47,15 @@ def test_a_wrong_answer_is_reported_not_hidden(open_store: Callable[..., lamina.
 
     report = demo(Handle(), rows=5_000, seed=4, now_ns=NOW, advance=lambda n: None)
     assert not all(q.ok for q in report.queries)
+
+
+def test_two_runs_within_one_second_check_only_their_own_lines(
+    open_store: Callable[..., lamina.Store],
+) -> None:
+    """Regression: the run ID was `seed-<seconds>`, so the CLI test's two quick demos on one
+    directory (same seed, same second) shared it, and each query counted both runs' lines."""
+    h = open_store().engine("stream")
+    first = demo(h, rows=3_000, seed=42, now_ns=NOW, advance=lambda n: None)
+    second = demo(h, rows=3_000, seed=42, now_ns=NOW + 10**6, advance=lambda n: None)
+    bad = [q for q in first.queries + second.queries if not q.ok]
+    assert not bad, bad

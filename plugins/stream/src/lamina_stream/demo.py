@@ -80,7 +80,7 @@ def _batch(g: dict[str, np.ndarray], a: int, b: int, run_id: str) -> dict[str, A
 
 def demo(handle: Any, *, rows: int, seed: int, now_ns: int, advance: Callable[[int], None]) -> DemoReport:
     """Write `rows` log lines (flushing every 10,000), merge, run four checked queries."""
-    run_id = f"r{seed}-{now_ns // 10**9}"
+    run_id = f"r{seed}-{now_ns}"  # ns: two runs within one second must not share it
     g = _generate(rows, seed, now_ns)
     flushes = 0
     for a in range(0, rows, BATCH):
