@@ -31,20 +31,37 @@ def _uv() -> list[str] | None:
 
 
 @pytest.fixture(scope="module")
-def installed() -> None:
-    """Install the example (editable, no deps: lamina is already here) into this environment.
-    Done on every run: `uv run` re-syncs the environment and may have removed it."""
+def installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Install the example (no deps: lamina is already here) into a private directory and return
+    the environment that puts it on `sys.path` of a child process.
+
+    Never into this environment: other xdist workers, and the CLI tests that assert `lamina
+    engines` loads cleanly, share it, and a worker started before the install sees the
+    distribution's metadata without being able to import its module."""
     uv = _uv()
     if uv is None:
         pytest.skip("uv is neither importable (`python -m uv`) nor on PATH: cannot install the example")
+    target = tmp_path_factory.mktemp("events-example")
     subprocess.run(
-        [*uv, "pip", "install", "--python", sys.executable, "--no-deps", "-e", str(EXAMPLE)],
+        [
+            *uv,
+            "pip",
+            "install",
+            "--python",
+            sys.executable,
+            "--no-deps",
+            "--target",
+            str(target),
+            str(EXAMPLE),
+        ],
         check=True,
         capture_output=True,
     )
+    path = os.pathsep.join(p for p in (str(target), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path}
 
 
-def test_example_is_discovered_by_entry_point(installed: None) -> None:
+def test_example_is_discovered_by_entry_point(installed: dict[str, str]) -> None:
     # a fresh interpreter: the editable install is only visible to new processes
     code = textwrap.dedent(
         """
@@ -61,7 +78,9 @@ def test_example_is_discovered_by_entry_point(installed: None) -> None:
         }))
         """
     )
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    p = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=installed
+    )
     got = json.loads(p.stdout.strip().splitlines()[-1])
     assert got["source"] is not None, f"events engine not discovered: {got}"
     assert got["source"].startswith("lamina-events-example "), got
@@ -69,12 +88,12 @@ def test_example_is_discovered_by_entry_point(installed: None) -> None:
     assert got["problems"] == []
 
 
-def test_lamina_engines_lists_the_example_with_its_distribution(installed: None) -> None:
+def test_lamina_engines_lists_the_example_with_its_distribution(installed: dict[str, str]) -> None:
     p = subprocess.run(
         [sys.executable, "-m", "lamina.cli", "engines"],
         capture_output=True,
         text=True,
-        env={**os.environ, "COLUMNS": "200"},
+        env={**installed, "COLUMNS": "200"},
     )
     assert p.returncode == 0, p.stderr
     row = next((line for line in p.stdout.splitlines() if " events " in line), None)
@@ -82,7 +101,7 @@ def test_lamina_engines_lists_the_example_with_its_distribution(installed: None)
     assert "lamina-events-example" in row
 
 
-def test_example_suite_passes(installed: None) -> None:
+def test_example_suite_passes(installed: dict[str, str]) -> None:
     p = subprocess.run(
         [
             sys.executable,
@@ -97,15 +116,16 @@ def test_example_suite_passes(installed: None) -> None:
         cwd=EXAMPLE,
         capture_output=True,
         text=True,
+        env=installed,
     )
     assert p.returncode == 0, f"example suite failed:\n{p.stdout[-5000:]}\n{p.stderr[-2000:]}"
     assert " passed" in p.stdout and " failed" not in p.stdout
     # the example inherits every contract suite, not just one
     for contract in ("TestEventsCorruption", "TestEventsEngine", "TestEventsMerges"):
-        assert contract in _collected(), f"{contract} is not collected from the example suite"
+        assert contract in _collected(installed), f"{contract} is not collected from the example suite"
 
 
-def _collected() -> str:
+def _collected(env: dict[str, str]) -> str:
     p = subprocess.run(
         [
             sys.executable,
@@ -121,6 +141,7 @@ def _collected() -> str:
         cwd=EXAMPLE,
         capture_output=True,
         text=True,
+        env=env,
     )
     return p.stdout
 
