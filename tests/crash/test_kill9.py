@@ -8,9 +8,7 @@ CI profile kills >= 1,000 times in total; LAMINA_TORTURE=long kills 10x more.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ import pytest
 import lamina
 from lamina.testing import figures
 from lamina.testing.kv import KV, kv_batch
-from lamina.testing.torture import TortureSpec, torture
+from lamina.testing.torture import ReferenceSpec, TortureSpec, calibrate, scratch_dir, torture
 from lamina_trace import Span
 from lamina_trace.plugin import ENGINE as TRACE
 
@@ -75,19 +73,8 @@ TRACE_SPEC = TortureSpec(
 
 @pytest.fixture
 def workdir(tmp_path: Path) -> Iterator[Path]:
-    """A directory on tmpfs when the machine has one. A kill -9 keeps the page cache, so what
-    the kernel has accepted survives whether or not it reached the platter: the torture tests
-    process-crash atomicity and the real recovery code, and tmpfs makes each fsync free, which
-    buys many more kills per CI minute. Power loss is the simulator's job (crash.py)."""
-    shm = Path("/dev/shm")
-    if not (shm.is_dir() and os.access(shm, os.W_OK)):
-        yield tmp_path
-        return
-    d = Path(tempfile.mkdtemp(prefix="lamina-torture-", dir=shm))
-    try:
+    with scratch_dir(tmp_path) as d:
         yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.mark.parametrize(("spec", "kills"), [(KV_SPEC, 600), (TRACE_SPEC, 400)], ids=["kv", "trace"])
@@ -110,6 +97,73 @@ def test_the_torture_oracle_notices_a_lost_acknowledged_batch(tmp_path: Path) ->
         s.engine("kv").write(_kv_batch(0))
         s.engine("kv").flush()
     report = TortureReport()
-    problem = _check(KV_SPEC, path, sent=1, acked={0, 1}, report=report)
+    problem = _check(KV_SPEC, KV_SPEC.judge(), path, sent=1, acked={0, 1}, report=report)
     assert problem is not None and "acknowledged batch 1 has 0/12 rows" in problem
     assert report.lost_rows == ROWS
+
+
+REF_SPEC = ReferenceSpec(
+    KV, [_kv_batch(seq) for seq in range(3)], lambda h: sorted(repr(r) for r in h.query())
+)
+
+
+def _store_with(path: str, seqs: list[int]) -> None:
+    with lamina.Store(path, registry=REF_SPEC.registry(), background=False) as s:
+        h = s.engine("kv")
+        for seq in seqs:
+            h.write(REF_SPEC.make_batch(seq))
+            h.flush()
+
+
+@pytest.mark.parametrize(
+    ("present", "sent", "acked", "lost", "verdict"),
+    [
+        ([0, 1], 1, {0, 1}, 0, None),
+        ([0], 1, {0}, 0, None),  # the unacknowledged in-flight batch may be absent...
+        ([0, 1], 1, {0}, 0, None),  # ...or present in full
+        ([0], 1, {0, 1}, ROWS, "12 expected rows are missing and 0 rows are unexpected"),
+        ([0, 1, 2], 1, {0, 1}, 0, "0 expected rows are missing and 12 rows are unexpected"),
+        ([0, 0], 0, {0}, 0, "0 expected rows are missing and 12 rows are unexpected"),
+    ],
+    ids=["all-acked", "in-flight-absent", "in-flight-present", "acked-lost", "never-sent", "duplicated"],
+)
+def test_the_reference_oracle_accepts_exactly_the_allowed_outcomes(
+    tmp_path: Path, present: list[int], sent: int, acked: set[int], lost: int, verdict: str | None
+) -> None:
+    """`ReferenceSpec` (the contract's oracle, for engines whose rows carry no batch number)
+    accepts the acknowledged batches plus, all or nothing, the one in flight; nothing else."""
+    from lamina.testing.torture import TortureReport, _check
+
+    path = str(tmp_path / "store")
+    _store_with(path, present)
+    report = TortureReport()
+    problem = _check(REF_SPEC, REF_SPEC.judge(), path, sent=sent, acked=acked, report=report)
+    if verdict is None:
+        assert problem is None
+    else:
+        assert problem is not None and verdict in problem, problem
+    assert report.lost_rows == lost
+
+
+def test_the_reference_oracle_carries_its_verdict_to_the_next_kill(tmp_path: Path) -> None:
+    """An in-flight batch judged absent must stay absent: if it shows up after a later kill, it
+    was resurrected (a prefix of the log, never a reordering)."""
+    from lamina.testing.torture import TortureReport, _check
+
+    path = str(tmp_path / "store")
+    judge = REF_SPEC.judge()
+    _store_with(path, [0])
+    assert _check(REF_SPEC, judge, path, sent=1, acked={0}, report=TortureReport()) is None
+    _store_with(path, [1, 2])  # batch 1 appears after the kill that judged it absent
+    problem = _check(REF_SPEC, judge, path, sent=2, acked={0, 2}, report=TortureReport())
+    assert problem is not None and "12 rows are unexpected" in problem
+
+
+def test_calibration_refuses_a_writer_that_never_acknowledges(tmp_path: Path) -> None:
+    def broken(seq: int) -> dict[str, Any]:
+        raise ValueError("no batch for you")
+
+    spec = TortureSpec(engine=KV, make_batch=broken, batch_rows=lambda s: ROWS, rows_of=list, seq_of=int)
+    with pytest.raises(RuntimeError, match="acknowledged 0 of 3 batches in 10 s \\(it exited\\)"):
+        calibrate(spec, tmp_path)
+    assert not (tmp_path / "calibration").exists()

@@ -1,6 +1,7 @@
 """The crash contract: every engine's suite subclasses `CrashContract` and inherits crash-state
-exploration at every file-system operation, compound crashes during recovery, replay strings and
-I/O errors at every operation of flush and merge (issue 7; SPEC §4, §5, §6, §10, §11).
+exploration at every file-system operation, compound crashes during recovery, replay strings,
+real kill -9 of a writer process, the corruption fuzzer and I/O errors at every operation of flush
+and merge (issue 7; SPEC §4, §5, §6, §10, §11).
 
 An engine suite provides the same three fixtures as for `CorruptionContract`::
 
@@ -17,8 +18,9 @@ An engine suite provides the same three fixtures as for `CorruptionContract`::
         def query_all(self):         # handle -> every row, hashable, sorted
             return lambda handle: sorted(row_of(r) for r in handle.query())
 
-Everything runs on `SimFS` (a crash needs the simulator); the engine never notices. Workloads are
-built from flush, merge, retention drop, quarantine and reopen, always after two flushed parts:
+Everything but the kill -9 test runs on `SimFS` (a power loss needs the simulator); the engine
+never notices. The kill -9 test forks a real writer on a real directory (tmpfs if present).
+Workloads are built from flush, merge, retention drop, quarantine and reopen, always after two flushed parts:
 every length-1 and length-2 sequence, plus hypothesis-drawn longer ones. At every mutating
 operation the explorer builds the process-kill, strict power-loss, torn (512 B, 4 KiB, zero tail),
 random-subset and single-omission states, reopens each and checks the invariants against the
@@ -31,7 +33,9 @@ compound crashes for every state, hundreds of hypothesis workloads).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -43,6 +47,7 @@ from lamina.io.sim import SimFS
 from lamina.testing import faults, figures, fuzz
 from lamina.testing._base import ContractFixtures
 from lamina.testing.crash import OPS, PREFIX, Explorer, Profile, Run, Subject, parse_replay, replay
+from lamina.testing.torture import ReferenceSpec, scratch_dir, torture
 
 __all__ = ["CrashContract"]
 
@@ -137,6 +142,29 @@ class CrashContract(ContractFixtures):
             parse_replay("flush at op 3")
         with pytest.raises(ValueError, match="unknown ops"):
             parse_replay(f"lamina-crash/1 engine={subject.name} workload=fly op=1 variant=power seed=0")
+
+    # -- real kill -9 ------------------------------------------------------------------------------
+    @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork() and SIGKILL")
+    def test_kill_minus_9_never_loses_an_acknowledged_batch(
+        self,
+        engine: lamina.Engine,
+        sample_batches: Sequence[Any],
+        query_all: Callable[[lamina.EngineHandle], list[Any]],
+        tmp_path: Path,
+    ) -> None:
+        """A forked writer on a real directory, SIGKILLed at random moments and right before or
+        after each of its first fsyncs; after every kill the reopened store must hold exactly
+        the acknowledged batches (plus, all or nothing, the one in flight), pass `check --deep`
+        and have quarantined nothing (see lamina.testing.torture)."""
+        spec = ReferenceSpec(engine, sample_batches, query_all)
+        kills = figures.scale(60, 1_000)
+        with scratch_dir(tmp_path) as workdir:
+            report = torture(spec, workdir, kills=kills, seed=3, kills_per_store=10)
+        assert report.kills == kills, report.problems[:5]
+        assert report.named >= kills // 2 - 1
+        assert report.acked > kills // 4, "the writer rarely got a batch acknowledged: the kills prove little"
+        assert report.lost_rows == 0 and report.quarantined == 0
+        assert not report.problems, "\n".join(report.problems[:10])
 
     # -- corruption fuzzing ------------------------------------------------------------------------
     @pytest.mark.parametrize("family", ["truncate", "flip", "random", "manual"])
