@@ -196,6 +196,33 @@ def test_process_crash_keeps_everything_including_unsynced_changes() -> None:
     assert state.crash_state("power").tree() == fs.tree()
 
 
+def test_kill_state_keeps_everything_but_leaves_the_pending_changes_pending() -> None:
+    """The machine survives the kill: a power cut later still loses what was never synced,
+    including a rename and an unlink, and inodes shared by two names stay shared."""
+    fs = _durable_dir()
+    kept = fs.create("/d/kept")
+    kept.write(b"synced")
+    kept.fsync()
+    _write(fs, "/d/gone", b"synced too", fsync=True)
+    fs.fsync_dir("/d")
+    kept.write(b" + unsynced tail")
+    kept.close()
+    _write(fs, "/d/new", b"never synced", fsync=False)
+    fs.remove("/d/gone")
+    fs.mkdir("/d/sub")
+    fs.replace("/d/new", "/d/sub/moved")
+    state = fs.crash_state("kill")
+    assert state.tree() == fs.tree()
+    assert state.pending() == fs.pending() != []
+    assert state.crash_state("power").tree() == fs.crash_state("power").tree()
+    assert state.crash_state("power").tree() == {"/d": None, "/d/kept": b"synced", "/d/gone": b"synced too"}
+    # the copy is independent: what runs on it (a recovery, say) leaves the original alone
+    state.remove("/d/kept")
+    state.fsync_dir("/d")
+    assert fs.read_file("/d/kept") == b"synced + unsynced tail"
+    assert "/d/kept" not in state.crash_state("power").tree()
+
+
 def test_power_state_is_fully_durable() -> None:
     fs = _durable_dir()
     _write(fs, "/d/f", b"x", fsync=True)
@@ -688,6 +715,10 @@ def test_crash_states_are_consistent_for_any_workload(steps: list[tuple[str, str
     assert len(list(fs.omission_states())) == len(fs.pending())
     for mode in CRASH_MODES:
         state = fs.crash_state(mode, seed=seed, torn=4)
+        if mode == "kill":  # the machine lives on: nothing becomes durable by the kill
+            assert (state.tree(), state.pending()) == (current, fs.pending())
+            assert state.crash_state("power").tree() == fs.crash_state("power").tree()
+            continue
         assert state.pending() == []
         assert state.crash_state("power").tree() == state.tree()
     # Syncing every open file and every directory leaves nothing for a power cut to take.

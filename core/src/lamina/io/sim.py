@@ -61,7 +61,7 @@ MUTATING_OPS: frozenset[str] = frozenset(
 #: Read operations that can fail by injection but are neither counted nor crash points.
 READ_OPS: frozenset[str] = frozenset({"pread", "open_read", "read_file", "listdir"})
 INJECTABLE_OPS: frozenset[str] = MUTATING_OPS | READ_OPS
-CRASH_MODES: tuple[str, ...] = ("process", "power", "torn", "random")
+CRASH_MODES: tuple[str, ...] = ("process", "power", "torn", "random", "kill")
 
 
 class SimulatedCrash(BaseException):
@@ -599,6 +599,11 @@ class SimFS:
           random prefix: nothing (p=1/4), all of it (p=1/4) or a uniform cut (p=1/2), at byte
           granularity or at multiples of `torn` if given. Content never drops below `synced`.
           `atomic_renames=True` draws once for both names of a rename (see `omission_states`).
+        - "kill": a process kill on a machine that keeps running. Like "process" the current
+          state survives in full, but what was pending stays pending: the result is NOT durable,
+          so a power loss later (during the recovery that runs on it, say) can still lose what
+          the killed process never fsynced. Recovery must not act on such state as if it were
+          durable; "process" cannot show that, since it makes everything durable.
         `seed=None` means seed 0 for "random", so every crash state is reproducible.
         """
         if mode not in CRASH_MODES:
@@ -608,6 +613,8 @@ class SimFS:
         with self._lock:
             if mode == "process":
                 return self._materialize(lambda d: d.entries, lambda f: bytes(f.data))
+            if mode == "kill":
+                return self._copy()
             if mode == "power":
                 return self._materialize(lambda d: d.synced_entries, lambda f: f.synced)
             if mode == "torn":
@@ -689,6 +696,32 @@ class SimFS:
             return f.synced if f is target_file else bytes(f.data)
 
         return self._materialize(entries_of, content_of)
+
+    def _copy(self) -> SimFS:
+        """A copy of both views (current and durable) of every inode reachable from the root
+        through either view, inodes shared between names staying shared; no handles, locks,
+        faults or crash point."""
+        out = SimFS()
+        memo: dict[int, _Node] = {id(self._root): out._root}
+
+        def copy(node: _Node) -> _Node:
+            new = memo.get(id(node))
+            if new is not None:
+                return new
+            if isinstance(node, _File):
+                new = memo[id(node)] = _File(node.data, node.synced)
+                return new
+            new_dir = _Dir()
+            memo[id(node)] = new_dir
+            fill(node, new_dir)
+            return new_dir
+
+        def fill(src: _Dir, dst: _Dir) -> None:
+            dst.entries = {name: copy(n) for name, n in src.entries.items()}
+            dst.synced_entries = {name: copy(n) for name, n in src.synced_entries.items()}
+
+        fill(self._root, out._root)
+        return out
 
     def _materialize(
         self,
