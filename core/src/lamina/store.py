@@ -169,8 +169,8 @@ class EngineHandle:
             if not names.valid_dataset(dataset) or not fs.is_dir(dpath):
                 continue
             # A crash inside define() leaves dataset.json.tmp (the atomic write's first step).
-            # Cleanup here takes no barrier: whatever a power loss brings back (this tmp, a
-            # *.dropping segment) is cleaned up again by the next open.
+            # Removing it takes no barrier: if a power loss brings it back, the next open
+            # removes it again.
             for n in fs.listdir(dpath):
                 if n.endswith(TMP_SUFFIX):
                     fs.remove(posixpath.join(dpath, n))
@@ -181,6 +181,10 @@ class EngineHandle:
             for seg in fs.listdir(dpath):
                 spath = posixpath.join(dpath, seg)
                 if seg.endswith(names.DROPPING_SUFFIX):  # a retention drop cut short: finish it
+                    # The rename may be in the page cache only (a process killed before the
+                    # drop's own fsync): make it durable before unlinking inside, for the reason
+                    # `_remove_segment` gives. Only after a crash, so a clean open writes nothing.
+                    fsync_dir(fs, dpath)
                     rmtree(fs, spath)
                     continue
                 start = names.parse_segment_name(seg)

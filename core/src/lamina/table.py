@@ -35,7 +35,7 @@ from lamina.format.part_reader import DirSource, MemSource, PartReader
 from lamina.format.part_writer import MemSink, PartWriter, block_bounds, key_of, tags_for_rows
 from lamina.format.records import RecordError, load_record
 from lamina.format.rows import Rows, concat, row_sizes, rows_len, take
-from lamina.io.durable import TMP_SUFFIX, FsyncFailed, makedirs_durable, rmtree
+from lamina.io.durable import TMP_SUFFIX, FsyncFailed, fsync_dir, makedirs_durable, rmtree
 from lamina.io.fs import FileSystem
 from lamina.log import get_logger
 from lamina.merge.merger import merge_parts
@@ -165,6 +165,7 @@ class Table:
             pname = names.part_name(pid)
             if not fs.exists(posixpath.join(self.path, pname)) and pname not in corrupt:
                 raise MissingPartError(self.path, pname)
+        unlisted = []
         for name in fs.listdir(self.path):
             pid = names.parse_part_name(name)
             if pid is None:
@@ -173,8 +174,17 @@ class Table:
                 continue
             seen_ids.add(pid)
             if pid not in live_ids:
-                # uncommitted flush/merge output, or a retired part whose deletion was cut short
-                rmtree(fs, posixpath.join(self.path, name))
+                unlisted.append(name)
+        if unlisted and manifest is not None:
+            # The manifest that no longer lists these parts may be in the page cache only: a
+            # process killed between its rename and the directory fsync leaves it so. Deleting a
+            # retired merge input on its word, then losing it to a power cut, would bring back
+            # the older manifest listing a part that is gone (and the merged part, unlisted, would
+            # go at the next open). Make it durable before acting on it.
+            fsync_dir(fs, self.path)
+        for name in unlisted:
+            # uncommitted flush/merge output, or a retired part whose deletion was cut short
+            rmtree(fs, posixpath.join(self.path, name))
         self._next_id = max(max(seen_ids, default=0) + 1, manifest.next_part_id if manifest else 0)
         dropped: list[int] = []
         for pid in sorted(live_ids):
@@ -246,8 +256,19 @@ class Table:
         return None
 
     def _finish_interrupted_quarantine(self, pname: str) -> None:
-        dest = posixpath.join(self.path, names.CORRUPT_DIR, pname)
-        if not self.fs.exists(posixpath.join(dest, names.REASON)):
+        cdir = posixpath.join(self.path, names.CORRUPT_DIR)
+        dest = posixpath.join(cdir, pname)
+        # The move into corrupt/ may be in the page cache only (a process killed before
+        # `move_to_corrupt`'s fsyncs). Make both halves of the rename durable, as that function
+        # does, before the reason and the manifest: the arrival in corrupt/ before the absence
+        # from the table (or a power cut in between loses the part: quarantined means set aside,
+        # never deleted, SPEC §10.3), and the absence before the reason is written into it (or
+        # the part comes back to the table holding a reason.json).
+        fsync_dir(self.fs, cdir)
+        fsync_dir(self.fs, self.path)
+        if self.fs.exists(posixpath.join(dest, names.REASON)):
+            fsync_dir(self.fs, dest)  # its rename may be undurable too: the next open won't look
+        else:
             err = CorruptPartError(
                 pname,
                 "",

@@ -9,7 +9,10 @@ crash point it builds the disks a crash there can leave (ALICE / SQLite / Pebble
 - ``torn512`` / ``torn4k``: power loss with the unsynced appends cut at sector boundaries;
 - ``tornz<n>``: seeded torn appends, half of them with a zero-filled last sector;
 - ``random<n>``: a seeded random subset of the pending changes;
-- ``omit<n>``: the process state minus exactly the n-th pending change (a reordering).
+- ``omit<n>``: the process state minus exactly the n-th pending change (a reordering);
+- ``kill``: a kill -9 on a machine that lives on, then a power loss during or right after the
+  recovery that runs on the killed process's unsynced page cache (its ``recovery=`` names where
+  the power went: ``<op>:<cut>`` or ``end:<cut>``).
 
 Renames are atomic in every model (SPEC §11): the random and omission variants keep both names
 of a pending rename together.
@@ -60,6 +63,7 @@ __all__ = [
     "check_state",
     "disabled_barrier",
     "parse_replay",
+    "power_cut",
     "replay",
 ]
 
@@ -377,6 +381,9 @@ class Profile:
     compound_every: int = 8
     #: Invariant 8 (a later flush/merge/reopen) for every n-th distinct state.
     follow_up_every: int = 16
+    #: Kill the process at every n-th crash point, then cut the power during and after the
+    #: recovery that runs on its (still unsynced) page cache; 0: never.
+    kill_every: int = 1
 
     @classmethod
     def ci(cls) -> Profile:
@@ -403,8 +410,9 @@ def variants(fs: SimFS, profile: Profile, seed: int, index: int) -> Iterator[tup
 
 
 def variant_state(fs: SimFS, variant: str, seed: int, index: int) -> SimFS:
-    """The one crash state named `variant` (the inverse of `variants`, for replay)."""
-    if variant in ("process", "power"):
+    """The one crash state named `variant` (the inverse of `variants`, for replay; "kill" is
+    the explorer's kill-then-power-loss state, see `Explorer._kill_then_power`)."""
+    if variant in ("process", "power", "kill"):
         return fs.crash_state(variant)
     if variant == "torn512":
         return fs.crash_state("torn", torn=512)
@@ -524,6 +532,16 @@ class Explorer:
                     )
                     if stop_first:
                         raise _Stop
+            if self.profile.kill_every and report.points % self.profile.kill_every == 0:
+                problem, recovery = self._kill_then_power(fs.crash_state("kill"), ledger, report, seen)
+                if problem is not None:
+                    report.violations.append(
+                        Violation(
+                            replay_string(self.subject, workload, index, "kill", self.seed, recovery), problem
+                        )
+                    )
+                    if stop_first:
+                        raise _Stop
             report.distinct = len(seen)
 
         fs.observer = observe
@@ -575,6 +593,59 @@ class Explorer:
         if found:
             return found[0][1], found[0][0]
         return None, ""
+
+    def _kill_then_power(
+        self, killed: SimFS, ledger: Ledger, report: CrashReport, seen: dict[tuple[bytes, Ledger], str | None]
+    ) -> tuple[str | None, str]:
+        """A kill -9 here, recovery on the page cache the kill left (pending changes still
+        pending), and a power loss at each of recovery's mutating ops and after it returns.
+
+        Recovery reads state that may not be durable yet: it must never act on it (delete what
+        an undurable manifest no longer lists, say) in a way a power loss turns into loss. The
+        `process` variant cannot show this, because it makes everything durable."""
+        found: list[tuple[str, str]] = []
+
+        def cut(label: str) -> None:
+            for variant in KILL_CUTS:
+                report.states += 1
+                state = power_cut(killed, variant)
+                key = (fingerprint(state), ledger)
+                if key in seen:  # checked already (and reported, under its own replay string)
+                    continue
+                problem = seen[key] = check_state(self.subject, state, ledger)
+                if problem is not None:
+                    found.append((f"{label}:{variant}", f"power loss after a kill and recovery: {problem}"))
+                    return
+
+        def observe(index: int, _op: str, _path: str) -> None:
+            if not found:
+                report.points += 1
+                cut(str(index))
+
+        killed.observer = observe
+        try:
+            self.subject.open(killed).close()
+        except Exception as e:
+            return f"recovery after a kill failed: {type(e).__name__}: {e}", "open"
+        finally:
+            killed.observer = None
+        if not found:
+            cut("end")
+        if found:
+            return found[0][1], found[0][0]
+        return None, ""
+
+
+#: The power cuts applied to a killed process's page cache during and after its recovery.
+KILL_CUTS: tuple[str, ...] = ("power", "torn", "random0", "random1")
+
+
+def power_cut(fs: SimFS, cut: str) -> SimFS:
+    """The state a power cut named `cut` leaves: a `CRASH_MODES` name, or ``random<seed>``
+    (renames atomic, as in every crash model here: SPEC §11)."""
+    if cut.startswith("random"):
+        return fs.crash_state("random", seed=int(cut[6:] or 0), atomic_renames=True)
+    return fs.crash_state(cut)
 
 
 def all_workloads(length: int) -> list[tuple[str, ...]]:
@@ -633,21 +704,24 @@ def replay(subject: Subject, text: str) -> str | None:
     if not got:
         raise ValueError(f"the workload has no op {case.op}")
     state, ledger = got[0]
-    if not case.recovery:
+    if case.recovery in ("", "open"):  # "open": the recovery itself failed, before any cut
         return check_state(subject, state, ledger)
     r_index, r_variant = case.recovery.split(":")
-    work = state.crash_state("process")
+    # A "kill" state keeps its pending changes for the power cut; the others are durable.
+    work = state if case.variant == "kill" else state.crash_state("process")
     inner: list[SimFS] = []
 
     def observe_recovery(index: int, _op: str, _path: str) -> None:
-        if index == int(r_index) and not inner:
-            inner.append(work.crash_state(r_variant))
+        if r_index != "end" and index == int(r_index) and not inner:
+            inner.append(power_cut(work, r_variant))
 
     work.observer = observe_recovery
     try:
         subject.open(work).close()
     finally:
         work.observer = None
+    if r_index == "end":
+        inner.append(power_cut(work, r_variant))
     return check_state(subject, inner[0], ledger) if inner else None
 
 

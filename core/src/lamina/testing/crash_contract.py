@@ -138,6 +138,9 @@ class CrashContract(ContractFixtures):
         assert replay(subject, text) is None
         compound = text + " recovery=0:power"
         assert replay(subject, compound) is None
+        killed = text.replace("variant=torn512", "variant=kill")
+        for recovery in ("end:power", "end:random1", "open"):  # a kill, recovery, then the power cut
+            assert replay(subject, f"{killed} recovery={recovery}") is None
         with pytest.raises(ValueError, match="replay string"):
             parse_replay("flush at op 3")
         with pytest.raises(ValueError, match="unknown ops"):
