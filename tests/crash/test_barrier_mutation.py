@@ -9,8 +9,9 @@ one function are judged separately). Two explorations stop at the first violatio
 - a coupled (two-dataset) transaction workload: flushes; one whose manifest fails cleanly in one
   member while the other merges its part away; the flush that completes it; a retention drop; a
   flush that re-creates the dropped tables. Every crash point under power loss, each crash state
-  recovered and then carried on (drop, re-create without a transaction, power loss again). This
-  is what reaches txn.py's barriers.
+  recovered and then carried on (drop, re-create without a transaction, power loss again); and
+  at every directory fsync a kill instead, with a power cut at each step of the recovery that
+  runs on its page cache. This is what reaches txn.py's barriers.
 
 A barrier nothing can observe was removed, with a comment saying why (the cleanup fsyncs after
 pruning a manifest, removing a retired part or a leftover, finishing a segment drop, and the store
@@ -197,6 +198,31 @@ def _txn_violation() -> str | None:
         after = _carry_on(state)
         if (
             problem := _txn_check(state.crash_state("power"), after, label + ", recovered, carried on")
+        ) is not None:
+            return problem
+        if probe.ops[k].op == "fsync_dir" and (problem := _kill_then_power(fs, ledger, label)) is not None:
+            return problem
+    return None
+
+
+def _kill_then_power(fs: SimFS, ledger: TxnLedger, label: str) -> str | None:
+    """A kill right before a directory fsync (a rename still in the page cache), recovery on
+    that page cache, and a power cut before each of recovery's ops and after it."""
+    killed = fs.crash_state("kill")
+    cuts: list[tuple[str, SimFS]] = []
+    killed.observer = lambda index, op, path: cuts.append(
+        (f"before its op {index} ({op} {path})", killed.crash_state("power"))
+    )
+    try:
+        _txn_store(killed).close()
+    except Exception as e:
+        return f"{label} (a kill instead): recovery failed: {type(e).__name__}: {e}"
+    finally:
+        killed.observer = None
+    cuts.append(("after it", killed.crash_state("power")))
+    for where, state in cuts:
+        if (
+            problem := _txn_check(state, ledger, f"{label} (a kill instead), recovered, power cut {where}")
         ) is not None:
             return problem
     return None

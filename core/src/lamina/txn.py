@@ -365,7 +365,7 @@ def recover(fs: FileSystem, root: str) -> int:
         return 0
     entries = sorted(fs.listdir(txn_dir))
     done = 0
-    changed = False
+    changed = durable_intents = False
     for name in entries:
         path = posixpath.join(txn_dir, name)
         if name.endswith(TMP_SUFFIX):  # an intent never renamed into place: not committed
@@ -379,6 +379,13 @@ def recover(fs: FileSystem, root: str) -> int:
             intent = load_record(fs.read_file(path), Intent, (INTENT_VERSION,))
         except RecordError as e:
             raise CorruptIntentError(path, str(e)) from None
+        if not durable_intents:
+            # The intent's rename may be in the page cache only (a process killed before the
+            # intent's directory fsync). Rolling it forward into one member's manifest, then
+            # losing it to a power cut before the other's, would leave the transaction half
+            # committed with nothing left to complete it: make it durable first.
+            fsync_dir(fs, txn_dir)
+            durable_intents = True
         blocked = [ip for ip in intent.parts if not _roll_forward(fs, root, ip)]
         if blocked:
             # Keep the intent, and refuse to open even when rollback is allowed: the table would
@@ -391,6 +398,8 @@ def recover(fs: FileSystem, root: str) -> int:
                 f"its newest manifest is damaged and pending transaction {name} names its part "
                 f"{names.part_name(blocked[0].part)}; run `lamina repair`, then reopen",
             )
+        for ip in intent.parts:
+            _settle(fs, posixpath.join(root, ip.table))
         fs.remove(path)
         changed = True
         done += 1
@@ -398,6 +407,24 @@ def recover(fs: FileSystem, root: str) -> int:
     if changed:
         fsync_dir(fs, txn_dir)
     return done
+
+
+def _settle(fs: FileSystem, table: str) -> None:
+    """Make durable what `_roll_forward` judged a member by, before the intent goes.
+
+    It read the page cache a killed process left: a manifest that already lists the part (or
+    lineage showing it merged away) may not be durable yet, nor a quarantine's move into
+    corrupt/, nor a retention drop's rename. Removing the intent on their word, then losing them
+    to a power cut, would leave that member without the part and nothing to complete it. So the
+    table's directory is fsynced (its nearest surviving ancestor if the segment was dropped,
+    where the drop renamed it), and its corrupt/. Only after a crash: no intent, no barrier."""
+    d = posixpath.normpath(table)
+    while not fs.is_dir(d) and d not in ("/", ""):
+        d = posixpath.dirname(d)
+    fsync_dir(fs, d or "/")
+    cdir = posixpath.join(table, names.CORRUPT_DIR)
+    if fs.is_dir(cdir):
+        fsync_dir(fs, cdir)
 
 
 def _roll_forward(fs: FileSystem, root: str, ip: IntentPart) -> bool:

@@ -21,6 +21,7 @@ import lamina
 from lamina import names
 from lamina.io.sim import SimFS, SimulatedCrash
 from lamina.testing import damage as dmg
+from lamina.testing.crash import disabled_barrier
 from lamina.testing.fixtures import explore_crash_points
 from lamina_sidx.plugin import ENGINE as SIDX
 from lamina_sidx.traces import IndexedTraces, IndexRule, series_of
@@ -130,13 +131,14 @@ def _op_count() -> int:
     return fs.op_count
 
 
-@pytest.mark.parametrize(("mode", "step"), [("power", 1), ("process", 3), ("torn", 5)])
+@pytest.mark.parametrize(("mode", "step"), [("power", 1), ("process", 3), ("torn", 5), ("kill", 2)])
 def test_crash_at_every_operation_of_coupled_flushes_keeps_trace_and_index_together(
     mode: str, step: int
 ) -> None:
     """Every operation for power loss (the strictest state); every third for a process kill and
     every fifth for torn appends (they differ from power loss only where changes are pending),
-    to keep the suite's time modest."""
+    to keep the suite's time modest. "kill" (every second op): a kill, the recovery on its page
+    cache, and a power cut at each step of that recovery and after it."""
     total = _op_count()
     assert total > 150  # three coupled flushes and a merge really happen
     assert explore_crash_points(workload, check_invariants, (mode,), stride=step) > 30
@@ -155,6 +157,35 @@ def test_every_single_omitted_pending_operation_is_survivable() -> None:
             check_invariants(state, acked, f"crash at op {k}, omitted {desc}")
             checked += 1
     assert checked > 25
+
+
+def _kill_after(first_rename: str) -> int:
+    """The op right after the first rename whose target contains `first_rename` and that
+    follows the first intent's rename: a kill there leaves that rename in the page cache only."""
+    full = SimFS()
+    workload(full, [])
+    intent = next(op.index for op in full.ops if op.op == "replace" and "/txn/" in op.detail)
+    return next(op.index for op in full.ops[intent:] if op.op == "replace" and first_rename in op.detail) + 1
+
+
+#: Kill points whose recovery read page-cache-only state and acted on it, and the barrier that
+#: makes it durable first: the intent itself (rolled forward into one member, then lost to the
+#: power cut), and a member manifest already listing the part (the intent removed on its word).
+KILL_POINTS = {
+    "intent-renamed": ("/txn/", "dir@txn.py:recover"),
+    "manifest-renamed": (".snp", "dir@txn.py:_settle"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(KILL_POINTS))
+def test_a_power_cut_after_a_kill_never_splits_a_transaction_its_recovery_completed(case: str) -> None:
+    """Kill, recover on the page cache, cut the power before each recovery op and after it: the
+    transaction stays whole. Without the barrier the recovery added for it, it splits."""
+    needle, site = KILL_POINTS[case]
+    k = _kill_after(needle)
+    assert explore_crash_points(workload, check_invariants, ("kill",), start=k, stride=10**9) >= 4
+    with disabled_barrier(site), pytest.raises(AssertionError, match=r"index|spans"):
+        explore_crash_points(workload, check_invariants, ("kill",), start=k, stride=10**9)
 
 
 def _crashed_after_intent() -> tuple[SimFS, list[Span]]:

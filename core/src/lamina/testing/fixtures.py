@@ -138,7 +138,12 @@ def explore_crash_points(
 
     `workload(fs, acked)` appends to `acked` only what the store acknowledged (after `flush()`
     returned). `check(state, acked, label)` reopens `state` and asserts the invariants against the
-    ledger; `label` names the cut and mode, enough to replay it."""
+    ledger; `label` names the cut and mode, enough to replay it.
+
+    Modes are `SimFS.crash_state` modes, plus ``kill``: the check runs on the page cache a killed
+    process left (pending changes still pending), and the recovery it runs there is then cut by
+    a power loss before each of its mutating operations and after it; every such state is checked
+    too. A check used with ``kill`` must not write (its own writes would be cut as well)."""
     probe = SimFS()
     workload(probe, [])
     total = probe.op_count
@@ -155,10 +160,31 @@ def explore_crash_points(
             else:
                 raise AssertionError(f"the workload ran to the end with a crash point at op {k} of {total}")
             after = fs.ops[-1] if fs.ops else "start"
+            label = f"{mode} crash at op {k}/{total} (after {after})"
+            if mode == "kill":
+                checked += _kill_then_power_loss(fs.crash_state("kill"), acked, check, label)
+                continue
             state = fs.crash_state("torn", seed=k, torn=512) if mode == "torn" else fs.crash_state(mode)
-            check(state, acked, f"{mode} crash at op {k}/{total} (after {after})")
+            check(state, acked, label)
             checked += 1
     return checked
+
+
+def _kill_then_power_loss(killed: SimFS, acked: list[Any], check: Check, label: str) -> int:
+    cuts: list[tuple[str, SimFS]] = []
+
+    def observe(index: int, op: str, path: str) -> None:
+        cuts.append((f"before its op {index} ({op} {path})", killed.crash_state("power")))
+
+    killed.observer = observe
+    try:
+        check(killed, acked, label)
+    finally:
+        killed.observer = None
+    cuts.append(("after it", killed.crash_state("power")))
+    for where, state in cuts:
+        check(state, acked, f"{label}, recovered, then a power cut {where}")
+    return 1 + len(cuts)
 
 
 @pytest.fixture
