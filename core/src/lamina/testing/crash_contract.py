@@ -52,9 +52,15 @@ from lamina.testing.torture import ReferenceSpec, scratch_dir, torture
 __all__ = ["CrashContract"]
 
 #: The lighter profile for the (many) two-op workloads in CI; the long mode uses the full one.
-PAIR_PROFILE = Profile(torn=True, random_states=6, omissions=True, compound_every=32, follow_up_every=64)
+#: The kill-then-power-loss variant at every fourth crash point (every one for one-op workloads
+#: and in long mode).
+PAIR_PROFILE = Profile(
+    torn=True, random_states=6, omissions=True, compound_every=32, follow_up_every=64, kill_every=4
+)
 #: Hypothesis workloads: few states per point, but long random histories before them.
-STATEFUL_PROFILE = Profile(torn=False, random_states=1, omissions=False, compound_every=64, follow_up_every=8)
+STATEFUL_PROFILE = Profile(
+    torn=False, random_states=1, omissions=False, compound_every=64, follow_up_every=8, kill_every=4
+)
 
 
 class CrashContract(ContractFixtures):
