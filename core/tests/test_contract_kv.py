@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 
 import lamina
 from lamina.testing import CorruptionContract, CrashContract, EngineContract, MergeContract
+from lamina.testing.crash import StaleReplayError, Subject, replay
 from lamina.testing.kv import KV, kv_batch
 
 T0 = 1_700_000_000_000_000_000
@@ -64,9 +66,44 @@ class TestKvMerges(KvSamples, MergeContract):
     pass
 
 
+#: Crash states that broke an invariant before their bug was fixed, as the explorer printed them
+#: (docs/reliability.md, bugs 7-9), replayed on every run. Each failed on the code before its fix.
+#: A string whose `at=` no longer names the op at its index is refused as stale: the code's I/O
+#: moved, so rerun the exploration (`-k "one_op and <workload>"` on the old code) and refresh it.
+REPLAY_CORPUS = {
+    "merge inputs deleted on an undurable manifest": (
+        "lamina-crash/1 engine=kv workload=merge op=145 variant=kill seed=0 at=fsync_dir:shard-0 "
+        "recovery=end:random3"
+    ),
+    "segment drop finished before its rename was durable": (
+        "lamina-crash/1 engine=kv workload=drop op=105 variant=kill seed=0 at=fsync_dir:default "
+        "recovery=end:random0"
+    ),
+    "quarantined part unlisted before its move was durable": (
+        "lamina-crash/1 engine=kv workload=quarantine op=107 variant=kill seed=0 at=fsync_dir:corrupt "
+        "recovery=9:power"
+    ),
+    "quarantine reason kept while its rename was not durable": (
+        "lamina-crash/1 engine=kv workload=quarantine op=113 variant=kill seed=0 "
+        "at=fsync_dir:0000000000000002 recovery=end:power"
+    ),
+}
+
+
 class TestKvCrash(KvSamples, CrashContract):
     """The crash contract (lamina.testing.crash_contract) on the kv reference engine, with the
-    same fixtures as the corruption contract."""
+    same fixtures as the corruption contract, plus the corpus of crash states that once failed."""
+
+    @pytest.mark.parametrize("case", sorted(REPLAY_CORPUS))
+    def test_a_crash_state_that_once_broke_an_invariant_holds(self, subject: Subject, case: str) -> None:
+        assert replay(subject, REPLAY_CORPUS[case]) is None
+
+    def test_a_stale_replay_string_is_refused_not_silently_checked(self, subject: Subject) -> None:
+        text = REPLAY_CORPUS["merge inputs deleted on an undurable manifest"]
+        with pytest.raises(
+            StaleReplayError, match=re.escape("op 145 is now fsync_dir:shard-0, not write:meta.bin")
+        ):
+            replay(subject, text.replace("at=fsync_dir:shard-0", "at=write:meta.bin"))
 
 
 def test_random_damage_always_changes_the_file_it_damages() -> None:

@@ -56,9 +56,11 @@ __all__ = [
     "Explorer",
     "Ledger",
     "Profile",
+    "StaleReplayError",
     "Subject",
     "Violation",
     "all_workloads",
+    "anchor",
     "barrier_sites",
     "check_state",
     "disabled_barrier",
@@ -476,11 +478,25 @@ class CrashReport:
 
 
 def replay_string(
-    subject: Subject, workload: Sequence[str], index: int, variant: str, seed: int, recovery: str = ""
+    subject: Subject,
+    workload: Sequence[str],
+    index: int,
+    variant: str,
+    seed: int,
+    recovery: str = "",
+    at: str = "",
 ) -> str:
+    """`at` anchors the op (``<op>:<last path component>``): a replay whose op index now lands
+    on another operation (the code under test changed its I/O) is refused as stale instead of
+    silently checking some other state."""
     wl = ",".join(workload) or "-"
     s = f"{REPLAY_TAG} engine={subject.name} workload={wl} op={index} variant={variant} seed={seed}"
-    return s + (f" recovery={recovery}" if recovery else "")
+    return s + (f" at={at}" if at else "") + (f" recovery={recovery}" if recovery else "")
+
+
+def anchor(op: str, path: str) -> str:
+    """What a replay string's ``at=`` records of the op it crashes at."""
+    return f"{op}:{posixpath.basename(path.rstrip('/')) or '/'}"
 
 
 class Explorer:
@@ -503,9 +519,10 @@ class Explorer:
         start = [None]  # op index where the workload proper begins
         n_distinct = [0]
 
-        def observe(index: int, _op: str, _path: str) -> None:
+        def observe(index: int, op: str, path: str) -> None:
             if start[0] is None or index < start[0]:
                 return
+            at = anchor(op, path)
             report.points += 1
             ledger = run.ledger
             for variant, state in variants(fs, self.profile, self.seed, index):
@@ -526,7 +543,7 @@ class Explorer:
                 if problem is not None:
                     report.violations.append(
                         Violation(
-                            replay_string(self.subject, workload, index, variant, self.seed, recovery),
+                            replay_string(self.subject, workload, index, variant, self.seed, recovery, at),
                             problem,
                         )
                     )
@@ -537,7 +554,8 @@ class Explorer:
                 if problem is not None:
                     report.violations.append(
                         Violation(
-                            replay_string(self.subject, workload, index, "kill", self.seed, recovery), problem
+                            replay_string(self.subject, workload, index, "kill", self.seed, recovery, at),
+                            problem,
                         )
                     )
                     if stop_first:
@@ -654,6 +672,10 @@ def all_workloads(length: int) -> list[tuple[str, ...]]:
 
 
 # -- replay ---------------------------------------------------------------------------------------
+class StaleReplayError(ValueError):
+    """A replay string's ``at=`` no longer names the operation at its ``op=`` index."""
+
+
 @attrs.frozen
 class ReplayCase:
     engine: str
@@ -662,6 +684,7 @@ class ReplayCase:
     variant: str
     seed: int
     recovery: str = ""
+    at: str = ""
 
 
 def parse_replay(text: str) -> ReplayCase:
@@ -677,7 +700,7 @@ def parse_replay(text: str) -> ReplayCase:
             raise ValueError(f"unknown ops {bad} in workload")
         return ReplayCase(
             fields["engine"], wl, int(fields["op"]), fields["variant"], int(fields["seed"]),
-            fields.get("recovery", ""),
+            fields.get("recovery", ""), fields.get("at", ""),
         )  # fmt: skip
     except KeyError as e:
         raise ValueError(f"replay string lacks {e.args[0]}=: {text!r}") from None
@@ -691,9 +714,13 @@ def replay(subject: Subject, text: str) -> str | None:
     fs = SimFS()
     run = Run(subject, fs)
     got: list[tuple[SimFS, Ledger]] = []
+    stale: list[str] = []
 
-    def observe(index: int, _op: str, _path: str) -> None:
-        if index == case.op and not got:
+    def observe(index: int, op: str, path: str) -> None:
+        if index == case.op and not got and not stale:
+            if case.at and anchor(op, path) != case.at:  # not raised here: product code is on the stack
+                stale.append(anchor(op, path))
+                return
             got.append((variant_state(fs, case.variant, case.seed, index), run.ledger))
 
     fs.observer = observe
@@ -701,6 +728,11 @@ def replay(subject: Subject, text: str) -> str | None:
         run.run((*PREFIX, *case.workload))
     finally:
         fs.observer = None
+    if stale:
+        raise StaleReplayError(
+            f"stale replay string: op {case.op} is now {stale[0]}, not {case.at} (the code's I/O "
+            f"changed since it was printed; rerun the exploration for a current one)"
+        )
     if not got:
         raise ValueError(f"the workload has no op {case.op}")
     state, ledger = got[0]
