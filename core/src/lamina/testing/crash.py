@@ -601,13 +601,8 @@ class Explorer:
                     found.append((f"{index}:{variant}", f"crash during recovery: {problem}"))
                     return
 
-        work.observer = observe
-        try:
-            self.subject.open(work).close()
-        except Exception as e:
+        if (e := _recover_observed(self.subject, work, observe)) is not None:
             return f"recovery failed: {type(e).__name__}: {e}", "open"
-        finally:
-            work.observer = None
         if found:
             return found[0][1], found[0][0]
         return None, ""
@@ -640,18 +635,28 @@ class Explorer:
                 report.points += 1
                 cut(str(index))
 
-        killed.observer = observe
-        try:
-            self.subject.open(killed).close()
-        except Exception as e:
+        if (e := _recover_observed(self.subject, killed, observe)) is not None:
             return f"recovery after a kill failed: {type(e).__name__}: {e}", "open"
-        finally:
-            killed.observer = None
         if not found:
             cut("end")
         if found:
             return found[0][1], found[0][0]
         return None, ""
+
+
+def _recover_observed(
+    subject: Subject, fs: SimFS, observe: Callable[[int, str, str], None]
+) -> Exception | None:
+    """Open and close the store on `fs` (running its recovery) with `observe` called before each
+    mutating operation; the exception recovery raised, if any."""
+    fs.observer = observe
+    try:
+        subject.open(fs).close()
+    except Exception as e:
+        return e
+    finally:
+        fs.observer = None
+    return None
 
 
 #: The power cuts applied to a killed process's page cache during and after its recovery.
@@ -747,11 +752,8 @@ def replay(subject: Subject, text: str) -> str | None:
         if r_index != "end" and index == int(r_index) and not inner:
             inner.append(power_cut(work, r_variant))
 
-    work.observer = observe_recovery
-    try:
-        subject.open(work).close()
-    finally:
-        work.observer = None
+    if (e := _recover_observed(subject, work, observe_recovery)) is not None:
+        raise e
     if r_index == "end":
         inner.append(power_cut(work, r_variant))
     return check_state(subject, inner[0], ledger) if inner else None
