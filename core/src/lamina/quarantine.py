@@ -52,18 +52,22 @@ def move_to_corrupt(fs: FileSystem, table_dir: str, part: str, reason: Quarantin
     cdir = corrupt_dir(table_dir)
     if not fs.exists(cdir):
         mkdir_durable(fs, cdir)
+    src = posixpath.join(table_dir, part)
     dest = posixpath.join(cdir, part)
     n = 1
-    while fs.exists(dest):  # a part ID is never reused, but an operator may restore by hand
+    # A part ID is never reused, but an operator may restore by hand. For a stray file, an empty
+    # directory is the first step of an earlier attempt at this very move that a crash cut short
+    # (the file went back to the table with a power cut): reuse it rather than leave it beside.
+    while fs.exists(dest) and (fs.is_dir(src) or not fs.is_dir(dest) or fs.listdir(dest)):
         dest = posixpath.join(cdir, f"{part}.{n}")
         n += 1
-    src = posixpath.join(table_dir, part)
     if fs.is_dir(src):
         fs.replace(src, dest)
         fsync_dir(fs, cdir)
         fsync_dir(fs, table_dir)
     else:
-        mkdir_durable(fs, dest)
+        if not fs.exists(dest):
+            mkdir_durable(fs, dest)
         if fs.exists(src):  # something that is not a directory sits where the part should be
             fs.replace(src, posixpath.join(dest, "original"))
             fsync_dir(fs, dest)

@@ -259,16 +259,17 @@ class Table:
         cdir = posixpath.join(self.path, names.CORRUPT_DIR)
         dest = posixpath.join(cdir, pname)
         # The move into corrupt/ may be in the page cache only (a process killed before
-        # `move_to_corrupt`'s fsyncs). Make both halves of the rename durable, as that function
-        # does, before the reason and the manifest: the arrival in corrupt/ before the absence
-        # from the table (or a power cut in between loses the part: quarantined means set aside,
-        # never deleted, SPEC §10.3), and the absence before the reason is written into it (or
-        # the part comes back to the table holding a reason.json).
+        # `move_to_corrupt`'s fsyncs). Make it durable, as that function does, before the reason
+        # and the manifest: the arrival in corrupt/ (the part's own entry, and whatever landed
+        # inside it: a stray file moved to `original`, a reason.json no later open rewrites)
+        # before the absence from the table, or a power cut in between loses the part
+        # (quarantined means set aside, never deleted, SPEC §10.3); and the absence before a
+        # reason is written into it, or the part comes back to the table holding a reason.json.
         fsync_dir(self.fs, cdir)
+        if self.fs.is_dir(dest):
+            fsync_dir(self.fs, dest)
         fsync_dir(self.fs, self.path)
-        if self.fs.exists(posixpath.join(dest, names.REASON)):
-            fsync_dir(self.fs, dest)  # its rename may be undurable too: the next open won't look
-        else:
+        if not self.fs.exists(posixpath.join(dest, names.REASON)):
             err = CorruptPartError(
                 pname,
                 "",

@@ -416,15 +416,17 @@ def _settle(fs: FileSystem, table: str) -> None:
     lineage showing it merged away) may not be durable yet, nor a quarantine's move into
     corrupt/, nor a retention drop's rename. Removing the intent on their word, then losing them
     to a power cut, would leave that member without the part and nothing to complete it. So the
-    table's directory is fsynced (its nearest surviving ancestor if the segment was dropped,
-    where the drop renamed it), and its corrupt/. Only after a crash: no intent, no barrier."""
+    table's corrupt/ is fsynced, then its directory (its nearest surviving ancestor if the
+    segment was dropped, where the drop renamed it): in that order, as `move_to_corrupt` does, so
+    a part's arrival in corrupt/ is never less durable than its absence from the table. Only
+    after a crash: no intent, no barrier."""
+    cdir = posixpath.join(table, names.CORRUPT_DIR)
+    if fs.is_dir(cdir):
+        fsync_dir(fs, cdir)
     d = posixpath.normpath(table)
     while not fs.is_dir(d) and d not in ("/", ""):
         d = posixpath.dirname(d)
     fsync_dir(fs, d or "/")
-    cdir = posixpath.join(table, names.CORRUPT_DIR)
-    if fs.is_dir(cdir):
-        fsync_dir(fs, cdir)
 
 
 def _roll_forward(fs: FileSystem, root: str, ip: IntentPart) -> bool:
