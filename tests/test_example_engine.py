@@ -62,7 +62,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 def test_example_is_discovered_by_entry_point(installed: dict[str, str]) -> None:
-    # a fresh interpreter: the editable install is only visible to new processes
+    # a fresh interpreter: the install is on the child's PYTHONPATH only
     code = textwrap.dedent(
         """
         import json
@@ -121,7 +121,7 @@ def test_example_suite_passes(installed: dict[str, str]) -> None:
     assert p.returncode == 0, f"example suite failed:\n{p.stdout[-5000:]}\n{p.stderr[-2000:]}"
     assert " passed" in p.stdout and " failed" not in p.stdout
     # the example inherits every contract suite, not just one
-    for contract in ("TestEventsCorruption", "TestEventsEngine", "TestEventsMerges"):
+    for contract in ("TestEventsCorruption", "TestEventsCrash", "TestEventsEngine", "TestEventsMerges"):
         assert contract in _collected(installed), f"{contract} is not collected from the example suite"
 
 

@@ -19,5 +19,11 @@ def test_every_file_the_guide_quotes_is_quoted_exactly() -> None:
 
 
 def test_the_guide_names_every_contract_suite() -> None:
-    for name in ("EngineContract", "MergeContract", "CorruptionContract", "lamina.testing.fixtures"):
+    for name in (
+        "EngineContract",
+        "MergeContract",
+        "CorruptionContract",
+        "CrashContract",
+        "lamina.testing.fixtures",
+    ):
         assert name in GUIDE, f"the plugin guide does not mention {name}"

@@ -164,6 +164,41 @@ def test_calibration_refuses_a_writer_that_never_acknowledges(tmp_path: Path) ->
         raise ValueError("no batch for you")
 
     spec = TortureSpec(engine=KV, make_batch=broken, batch_rows=lambda s: ROWS, rows_of=list, seq_of=int)
-    with pytest.raises(RuntimeError, match="acknowledged 0 of 3 batches in 10 s \\(it exited\\)"):
+    with pytest.raises(
+        RuntimeError,
+        match="acknowledged 0 of 3 batches in 30 s \\(it exited: ValueError: no batch for you\\)",
+    ):
         calibrate(spec, tmp_path)
     assert not (tmp_path / "calibration").exists()
+
+
+def _measure_batch(p: int, version: int) -> dict[str, list[Any]]:
+    hosts = range(p * 2, p * 2 + 4)
+    return {
+        "timestamp": [T0 + h for h in hosts],
+        "version": [version] * 4,
+        "cpu": [0.5] * 4,
+        "mem": [1000 * h + version for h in hosts],
+        "state": ["ok"] * 4,
+        "tags": [{"host": f"h-{h}"} for h in hosts],
+    }
+
+
+def test_the_reference_oracle_finds_an_engine_that_hides_repeated_batches() -> None:
+    """Measure keeps the highest version: sample batch 0 written again (as batch 3) changes
+    nothing it serves, so the contract demands distinct batches (`torture_batch`)."""
+    from lamina_measure.plugin import measure_engine
+
+    MEASURE = measure_engine(entity=["host"], fields={"cpu": "float64", "mem": "int64", "state": "string"})
+    batches = [_measure_batch(p, p) for p in range(3)]
+
+    def rows(h: lamina.EngineHandle) -> list[Any]:
+        res = h.query()
+        return sorted(
+            zip(res.series.tolist(), res.timestamp.tolist(), res.fields["mem"].tolist(), strict=True)
+        )
+
+    assert ReferenceSpec(MEASURE, batches, rows).blind_spot(6) == 3
+    distinct = ReferenceSpec(MEASURE, batches, rows, lambda seq: _measure_batch(seq % 3, seq))
+    assert distinct.blind_spot(6) is None
+    assert REF_SPEC.blind_spot(6) is None  # kv keeps every batch written

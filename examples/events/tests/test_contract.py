@@ -1,6 +1,8 @@
-"""The corruption contract on the events engine: inherited from `lamina.testing`, it damages one
-part in every way the core knows (torn files, flipped bits, missing commit record...) and checks
-the part is quarantined once, healthy events survive and merges go on."""
+"""The contract suites on the events engine, inherited from `lamina.testing`: the corruption
+contract damages one part in every way the core knows (torn files, flipped bits, missing commit
+record...) and checks the part is quarantined once, healthy events survive and merges go on; the
+crash contract cuts the power at every file operation, kills a real writer process and fuzzes
+the parts."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from typing import Any
 import pytest
 
 import lamina
-from lamina.testing import CorruptionContract, EngineContract, MergeContract
+from lamina.testing import CorruptionContract, CrashContract, EngineContract, MergeContract
 from lamina_events import Event
 from lamina_events.plugin import ENGINE
 
@@ -78,3 +80,16 @@ class TestEventsEngine(EventsSamples, EngineContract):
 
 class TestEventsMerges(EventsSamples, MergeContract):
     pass
+
+
+class TestEventsCrash(EventsSamples, CrashContract):
+    @pytest.fixture
+    def torture_batch(self, sample_batches: list[dict[str, list[Any]]]) -> Callable[[int], Any]:
+        """The kill -9 test writes batch after batch; identical events are stored once, so each
+        batch gets its own bodies (a lost batch must change what a query returns)."""
+
+        def batch(seq: int) -> dict[str, list[Any]]:
+            b = sample_batches[seq % len(sample_batches)]
+            return {**b, "body": [body + b" #%d" % seq for body in b["body"]]}
+
+        return batch

@@ -97,4 +97,15 @@ def _rows(res: Any) -> list[Any]:
 
 
 class TestMeasureCrash(MeasureSamples, CrashContract):
-    pass
+    @pytest.fixture
+    def torture_batch(self, sample_batches: list[dict[str, list[Any]]]) -> Callable[[int], Any]:
+        """Highest version wins, so sample batch `seq mod 3` written again would change nothing:
+        batch `seq` carries version `seq` and its own memory values, and overwrites every point
+        it names (a lost batch shows as the older values)."""
+
+        def batch(seq: int) -> dict[str, list[Any]]:
+            b = sample_batches[seq % len(sample_batches)]
+            n = len(b["timestamp"])
+            return {**b, "version": [seq] * n, "mem": [m + seq * 10**7 for m in b["mem"]]}
+
+        return batch

@@ -574,8 +574,9 @@ class SimFS:
     ) -> SimFS:
         """A new SimFS holding what the disk would contain after a crash now; self is untouched.
 
-        The result is fully durable (its synced state equals its current state), has no open
-        handles, no faults, no crash point and a zero op counter: it is "the machine rebooted".
+        Except for "kill" (below), the result is fully durable (its synced state equals its
+        current state). It has no open handles, no faults, no crash point and a zero op counter:
+        it is "the machine rebooted".
         Only names reachable from the root survive; an inode reachable under two names (possible
         after a partially durable rename) becomes a hard link, and a directory reachable twice
         keeps only its first occurrence in sorted depth-first order.

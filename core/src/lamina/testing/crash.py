@@ -518,6 +518,7 @@ class Explorer:
         seen: dict[tuple[bytes, Ledger], str | None] = {}
         start = [None]  # op index where the workload proper begins
         n_distinct = [0]
+        workload_points = [0]
 
         def observe(index: int, op: str, path: str) -> None:
             if start[0] is None or index < start[0]:
@@ -549,7 +550,8 @@ class Explorer:
                     )
                     if stop_first:
                         raise _Stop
-            if self.profile.kill_every and report.points % self.profile.kill_every == 0:
+            workload_points[0] += 1  # report.points also counts recovery ops of compounds
+            if self.profile.kill_every and workload_points[0] % self.profile.kill_every == 0:
                 problem, recovery = self._kill_then_power(fs.crash_state("kill"), ledger, report, seen)
                 if problem is not None:
                     report.violations.append(

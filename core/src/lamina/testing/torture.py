@@ -74,19 +74,37 @@ class TortureSpec:
 
 @attrs.frozen
 class ReferenceSpec:
-    """Any engine, from its contract fixtures: batch `seq` is `batches[seq % len(batches)]`, and
-    `query_all(handle)` returns every row, hashable (see the module docstring)."""
+    """Any engine, from its contract fixtures: batch `seq` is `make(seq)`, by default
+    `batches[seq % len(batches)]`, and `query_all(handle)` returns every row, hashable (see the
+    module docstring).
+
+    The oracle only sees a lost batch if writing it changes the engine's answer. An engine whose
+    equal-key rule hides a repeated batch (highest version wins, identical rows dropped) needs a
+    `make` that makes every batch distinct; `blind_spot` finds out which case an engine is in."""
 
     engine: lamina.Engine
     batches: Sequence[Any]
     query_all: Callable[[lamina.EngineHandle], list[Any]]
+    make: Callable[[int], Any] | None = None
 
     def __attrs_post_init__(self) -> None:
         if not self.batches:
             raise ValueError("ReferenceSpec needs at least one sample batch")
 
     def make_batch(self, seq: int) -> Any:
-        return self.batches[seq % len(self.batches)]
+        return self.batches[seq % len(self.batches)] if self.make is None else self.make(seq)
+
+    def blind_spot(self, upto: int) -> int | None:
+        """The first batch number below `upto` whose batch, written after all the earlier ones,
+        leaves the engine's answer unchanged (a loss of it would go unseen); None if none."""
+        judge = _ReferenceJudge(self)
+        before = judge._extend(judge.fs, [])
+        for seq in range(upto):
+            after = judge._extend(judge.fs, [seq])
+            if after == before:
+                return seq
+            before = after
+        return None
 
     def registry(self) -> Registry:
         return _registry_of(self.engine)
@@ -153,6 +171,9 @@ def _spawn(
         try:
             os.close(r)
             _child(spec, path, seq, seed, kill_at, w)
+        except BaseException as e:  # say why on the pipe: the parent reports it
+            with contextlib.suppress(OSError):
+                os.write(w, b"E %s\n" % " ".join(f"{type(e).__name__}: {e}".split()).encode()[:400])
         finally:
             os._exit(70)
     os.close(w)
@@ -167,7 +188,12 @@ def _read_all(fd: int) -> list[str]:
             break
         chunks.append(data)
     os.close(fd)
-    return b"".join(chunks).decode().split()
+    return b"".join(chunks).decode().splitlines()
+
+
+def _error_of(lines: list[str]) -> str:
+    """The error a failed writer reported (its "E ..." line), or a placeholder."""
+    return next((line[2:] for line in lines if line.startswith("E ")), "no error reported")
 
 
 def torture(
@@ -184,8 +210,8 @@ def torture(
     """Kill a writer `kills` times (every `named_every`-th kill at a named kill point).
 
     A random kill comes after a delay drawn from 0..`max_delay_s`. None calibrates it to the
-    engine: the time an undisturbed writer takes to start and acknowledge its first few batches
-    (`calibrate`), so a slow engine is not killed before it ever acknowledges anything (which
+    engine: twice the time an undisturbed writer takes to start and acknowledge its first few
+    batches (`calibrate`), so a slow engine is not killed before it ever acknowledges anything (which
     would prove nothing) and a fast one is not let run for long between kills."""
     rng = random.Random(seed)
     if max_delay_s is None:  # twice the calibration: a loaded machine is slower some moments
@@ -214,16 +240,17 @@ def torture(
         _, status = os.waitpid(pid, 0)
         msgs = _read_all(r)
         if os.WIFEXITED(status) and os.WEXITSTATUS(status) != 0:
-            report.problems.append(f"kill {i}: the writer failed on its own (exit {os.WEXITSTATUS(status)})")
+            report.problems.append(
+                f"kill {i}: the writer failed on its own (exit {os.WEXITSTATUS(status)}): {_error_of(msgs)}"
+            )
             continue
         report.kills += 1
         report.named += named
-        words = iter(msgs)
-        for tag in words:
+        for tag, _, number in (line.partition(" ") for line in msgs):
             if tag == "W":
-                sent = max(sent, int(next(words)))
+                sent = max(sent, int(number))
             elif tag == "A":
-                acked.add(int(next(words)))
+                acked.add(int(number))
         next_seq = sent + 1
         problem = _check(spec, judge, path, sent, acked, report)
         if problem is not None:
@@ -240,7 +267,7 @@ def torture(
 
 
 def calibrate(
-    spec: TortureSpec | ReferenceSpec, workdir: Path, *, acks: int = 3, limit_s: float = 10.0
+    spec: TortureSpec | ReferenceSpec, workdir: Path, *, acks: int = 3, limit_s: float = 30.0
 ) -> float:
     """Seconds an undisturbed writer takes, from fork, to acknowledge `acks` batches (it is then
     killed, and its scratch store removed). Raises if it fails or acknowledges nothing in
@@ -255,12 +282,13 @@ def calibrate(
             ready, _, _ = select.select([r], [], [], max(left, 0))
             chunk = os.read(r, 4096) if ready else b""
             if not chunk:
+                why = f"it exited: {_error_of(buf.decode().splitlines())}" if ready else "timed out"
                 raise RuntimeError(
                     f"torture calibration: the {spec.engine.name!r} writer acknowledged {seen} of {acks} "
-                    f"batches in {limit_s:.0f} s ({'it exited' if ready else 'timed out'})"
+                    f"batches in {limit_s:.0f} s ({why})"
                 )
             buf += chunk
-            seen = buf.split().count(b"A")
+            seen = sum(line.startswith(b"A ") for line in buf.splitlines())
         return time.perf_counter() - start
     finally:
         with contextlib.suppress(ProcessLookupError):
