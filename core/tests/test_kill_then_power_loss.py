@@ -266,3 +266,18 @@ def test_a_stray_file_set_aside_survives_a_power_cut_after_the_kill_and_recovery
         if empty := [q for q, inside in held.items() if not inside]:
             problems.append(f"{where}: empty entries {empty} in corrupt/")
     assert problems == []
+
+
+def test_the_invariant_check_notices_a_quarantined_part_that_vanished() -> None:
+    """check_state is not vacuous about SPEC §10.3: a part the workload set aside must still be
+    in corrupt/ after any crash (a review found the check only looked for extra entries)."""
+    fs = SimFS()
+    run = Run(SUBJECT, fs)
+    run.run((*PREFIX, "quarantine"))
+    ledger = run.ledger
+    assert ledger.kept == {names.part_name(2)}
+    assert check_state(SUBJECT, fs.crash_state("power"), ledger) is None
+    table = damage.table_dirs(fs, SUBJECT.root, "kv")[0]
+    gone = fs.crash_state("power")
+    rmtree(gone, posixpath.join(table, names.CORRUPT_DIR, names.part_name(2)))
+    assert "are gone from corrupt/" in (check_state(SUBJECT, gone, ledger) or "")

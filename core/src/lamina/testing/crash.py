@@ -143,6 +143,9 @@ class Ledger:
 
     allowed: tuple[tuple[int, ...], ...]
     quarantined: frozenset[str] = frozenset()
+    #: Parts the workload had set aside before this instant: each must still be in corrupt/
+    #: (quarantined means never deleted), unless a retention drop took the whole segment.
+    kept: frozenset[str] = frozenset()
 
 
 class Run:
@@ -153,15 +156,23 @@ class Run:
         self.visible: tuple[int, ...] = ()  # committed slots, in flush order
         self.parts: dict[int, tuple[int, ...]] = {}  # live part id -> its slots
         self.quarantined: frozenset[str] = frozenset()
+        self.kept: frozenset[str] = frozenset()  # set aside, and still in the live segment
         self.next_slot = 0
         self.ledger = Ledger(((),))
         self.store: lamina.Store | None = None
 
-    def _in_flight(self, after: tuple[int, ...], quarantined: frozenset[str] = frozenset()) -> None:
-        self.ledger = Ledger((self.visible, after), self.quarantined | quarantined)
+    def _in_flight(
+        self,
+        after: tuple[int, ...],
+        quarantined: frozenset[str] = frozenset(),
+        kept: frozenset[str] | None = None,
+    ) -> None:
+        self.ledger = Ledger(
+            (self.visible, after), self.quarantined | quarantined, self.kept if kept is None else kept
+        )
 
     def _settle(self) -> None:
-        self.ledger = Ledger((self.visible,), self.quarantined)
+        self.ledger = Ledger((self.visible,), self.quarantined, self.kept)
 
     @property
     def handle(self) -> lamina.EngineHandle:
@@ -199,9 +210,9 @@ class Run:
             self.parts = dict.fromkeys(live, slots)
 
     def op_drop(self) -> None:
-        self._in_flight(())
+        self._in_flight((), kept=frozenset())  # the segment goes with its corrupt/
         self.handle.apply_retention(FAR_FUTURE_NS)
-        self.visible, self.parts = (), {}
+        self.visible, self.parts, self.kept = (), {}, frozenset()
         self._settle()
 
     def op_quarantine(self) -> None:
@@ -217,6 +228,7 @@ class Run:
         del self.parts[pid]
         self.visible = tuple(s for s in self.visible if s not in gone)
         self.quarantined |= {pname}
+        self.kept |= {pname}
         self._settle()
 
     def op_reopen(self) -> None:
@@ -254,11 +266,13 @@ def check_state(subject: Subject, fs: SimFS, ledger: Ledger, *, follow_up: bool 
             subject._served[key] = got
         if not any(got == subject.expected(a) for a in ledger.allowed):
             return _rows_verdict(subject, got, ledger)
+        held_anywhere: set[str] = set()
         for t in h.tables():
             if (problem := _debris(fs, t)) is not None:
                 return problem
             cdir = posixpath.join(t.path, names.CORRUPT_DIR)
             held = set(fs.listdir(cdir) if fs.is_dir(cdir) else [])
+            held_anywhere |= held
             if stray := held - ledger.quarantined:
                 return f"unexpected quarantined parts {sorted(stray)}"
             for q in sorted(held):  # every quarantined part keeps a readable reason
@@ -267,6 +281,10 @@ def check_state(subject: Subject, fs: SimFS, ledger: Ledger, *, follow_up: bool 
                     load_record(data, QuarantineReason, SUPPORTED_VERSIONS)
                 except (OSError, RecordError) as e:
                     return f"quarantined part {q} has no valid {names.REASON}: {e}"
+        if gone := ledger.kept - held_anywhere:
+            return (
+                f"quarantined parts {sorted(gone)} are gone from corrupt/ (set aside must mean never deleted)"
+            )
         if (problem := _dropping_left(fs, subject)) is not None:
             return problem
         if follow_up:
