@@ -3,9 +3,10 @@
 A kill -9 leaves the machine running: whatever the process had not fsynced is still pending, and
 the recovery of the next open reads it as if it were on disk. If recovery then deletes something
 on the word of state that is not durable yet, a power cut turns the kill into loss. The crash
-explorer's ``kill`` variant (`SimFS.crash_state("kill")`) found three such places; these tests pin
-each at the exact kill point, with a power cut (strict, torn, and seeded random subsets of the
-pending changes) before every operation of the recovery and after it.
+explorer's ``kill`` variant (`SimFS.crash_state("kill")`) found three such places and a review two
+more (docs/reliability.md, bugs 7-9, 11, 12); these tests pin each at its exact kill point, with
+a power cut (strict, torn, and seeded random subsets of the pending changes) before every
+operation of the recovery and after it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import fnmatch
 import inspect
 import posixpath
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -72,22 +73,9 @@ def _killed_at(workload: tuple[str, ...], op: str, after: str) -> tuple[SimFS, L
 
 
 def _cut_everywhere(killed: SimFS, ledger: Ledger) -> Iterator[tuple[str, str | None]]:
-    """Recover on `killed`, cutting the power before each of recovery's ops and after it;
-    yields (where, problem) for every cut state."""
-    states: list[tuple[str, SimFS]] = []
-
-    def observe(index: int, op: str, path: str) -> None:
-        states.extend(
-            (f"before recovery op {index} ({op} {path}), {cut}", power_cut(killed, cut)) for cut in CUTS
-        )
-
-    killed.observer = observe
-    try:
-        SUBJECT.open(killed).close()
-    finally:
-        killed.observer = None
-    states.extend((f"after recovery, {cut}", power_cut(killed, cut)) for cut in CUTS)
-    for where, state in states:
+    """Recover on `killed`, cutting the power (every cut in CUTS) before each of recovery's ops
+    and after it; yields (where, problem) for every cut state."""
+    for where, state in _recover_and_cut(killed, CUTS):
         yield where, check_state(SUBJECT, state, ledger)
 
 
@@ -171,17 +159,19 @@ def test_each_recovery_barrier_is_load_bearing(site: str, workload: tuple[str, .
     )
 
 
-def _recover_and_cut(killed: SimFS) -> list[tuple[str, SimFS]]:
-    """Recovery on `killed`, with a strict power cut before each of its ops and after it."""
-    cuts: list[tuple[str, SimFS]] = []
-    killed.observer = lambda index, op, path: cuts.append(
-        (f"before recovery op {index} ({op} {path})", power_cut(killed, "power"))
-    )
+def _recover_and_cut(killed: SimFS, cuts: Sequence[str] = ("power",)) -> list[tuple[str, SimFS]]:
+    """Recovery on `killed`, with a power cut (each of `cuts`) before each of its ops and after it."""
+    states: list[tuple[str, SimFS]] = []
+
+    def observe(index: int, op: str, path: str) -> None:
+        states.extend((f"before recovery op {index} ({op} {path}), {c}", power_cut(killed, c)) for c in cuts)
+
+    killed.observer = observe
     try:
         SUBJECT.open(killed).close()
     finally:
         killed.observer = None
-    return [*cuts, ("after recovery", power_cut(killed, "power"))]
+    return [*states, *((f"after recovery, {c}", power_cut(killed, c)) for c in cuts)]
 
 
 def _kill_at_first(fs: SimFS, start: Callable[[str, str], bool], action: Callable[[], None]) -> SimFS:
