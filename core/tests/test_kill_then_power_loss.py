@@ -27,7 +27,7 @@ from lamina.io.sim import SimFS
 from lamina.store import EngineHandle
 from lamina.table import Table
 from lamina.testing import damage, figures
-from lamina.testing.crash import PREFIX, Ledger, Run, Subject, check_state, disabled_barrier, power_cut
+from lamina.testing.crash import PREFIX, Ledger, Run, Subject, check_state, cuts_during, disabled_barrier
 from lamina.testing.kv import KV, kv_batch
 
 T0 = 1_700_000_000_000_000_000
@@ -161,17 +161,7 @@ def test_each_recovery_barrier_is_load_bearing(site: str, workload: tuple[str, .
 
 def _recover_and_cut(killed: SimFS, cuts: Sequence[str] = ("power",)) -> list[tuple[str, SimFS]]:
     """Recovery on `killed`, with a power cut (each of `cuts`) before each of its ops and after it."""
-    states: list[tuple[str, SimFS]] = []
-
-    def observe(index: int, op: str, path: str) -> None:
-        states.extend((f"before recovery op {index} ({op} {path}), {c}", power_cut(killed, c)) for c in cuts)
-
-    killed.observer = observe
-    try:
-        SUBJECT.open(killed).close()
-    finally:
-        killed.observer = None
-    return [*states, *((f"after recovery, {c}", power_cut(killed, c)) for c in cuts)]
+    return cuts_during(lambda fs: SUBJECT.open(fs).close(), killed, cuts)
 
 
 def _kill_at_first(fs: SimFS, start: Callable[[str, str], bool], action: Callable[[], None]) -> SimFS:

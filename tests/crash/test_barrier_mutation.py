@@ -32,7 +32,7 @@ from lamina.io.sim import SimFS, SimulatedCrash
 from lamina.plugins import Registry
 from lamina.store import Store
 from lamina.testing import figures
-from lamina.testing.crash import FAR_FUTURE_NS, OPS, Explorer, Profile, Subject, disabled_barrier
+from lamina.testing.crash import FAR_FUTURE_NS, OPS, Explorer, Profile, Subject, cuts_during, disabled_barrier
 from lamina.testing.kv import KV, kv_batch
 
 T0 = 1_700_000_000_000_000_000
@@ -208,21 +208,13 @@ def _txn_violation() -> str | None:
 def _kill_then_power(fs: SimFS, ledger: TxnLedger, label: str) -> str | None:
     """A kill right before a directory fsync (a rename still in the page cache), recovery on
     that page cache, and a power cut before each of recovery's ops and after it."""
-    killed = fs.crash_state("kill")
-    cuts: list[tuple[str, SimFS]] = []
-    killed.observer = lambda index, op, path: cuts.append(
-        (f"before its op {index} ({op} {path})", killed.crash_state("power"))
-    )
     try:
-        _txn_store(killed).close()
+        cuts = cuts_during(lambda killed: _txn_store(killed).close(), fs.crash_state("kill"))
     except Exception as e:
         return f"{label} (a kill instead): recovery failed: {type(e).__name__}: {e}"
-    finally:
-        killed.observer = None
-    cuts.append(("after it", killed.crash_state("power")))
     for where, state in cuts:
         if (
-            problem := _txn_check(state, ledger, f"{label} (a kill instead), recovered, power cut {where}")
+            problem := _txn_check(state, ledger, f"{label} (a kill instead), recovered, power cut at {where}")
         ) is not None:
             return problem
     return None

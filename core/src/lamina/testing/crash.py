@@ -63,6 +63,7 @@ __all__ = [
     "anchor",
     "barrier_sites",
     "check_state",
+    "cuts_during",
     "disabled_barrier",
     "parse_replay",
     "power_cut",
@@ -607,24 +608,16 @@ class Explorer:
 
     def _compound(self, state: SimFS, ledger: Ledger, report: CrashReport) -> tuple[str | None, str]:
         """Crash the recovery of `state` at each of its own mutating ops (power and process)."""
-        work = state.crash_state("process")
-        found: list[tuple[str, str]] = []
-
-        def observe(index: int, _op: str, _path: str) -> None:
-            if found:
-                return
-            report.points += 1
-            for variant in ("power", "process"):
-                report.states += 1
-                problem = check_state(self.subject, work.crash_state(variant), ledger)
-                if problem is not None:
-                    found.append((f"{index}:{variant}", f"crash during recovery: {problem}"))
-                    return
-
-        if (e := _recover_observed(self.subject, work, observe)) is not None:
+        cuts = ("power", "process")
+        try:
+            states = cuts_during(self._recover, state.crash_state("process"), cuts, after=False)
+        except Exception as e:
             return f"recovery failed: {type(e).__name__}: {e}", "open"
-        if found:
-            return found[0][1], found[0][0]
+        report.points += len(states) // len(cuts)
+        for where, cut in states:
+            report.states += 1
+            if (problem := check_state(self.subject, cut, ledger)) is not None:
+                return f"crash during recovery: {problem}", where
         return None, ""
 
     def _kill_then_power(
@@ -636,47 +629,41 @@ class Explorer:
         Recovery reads state that may not be durable yet: it must never act on it (delete what
         an undurable manifest no longer lists, say) in a way a power loss turns into loss. The
         `process` variant cannot show this, because it makes everything durable."""
-        found: list[tuple[str, str]] = []
-
-        def cut(label: str) -> None:
-            for variant in KILL_CUTS:
-                report.states += 1
-                state = power_cut(killed, variant)
-                key = (fingerprint(state), ledger)
-                if key in seen:  # checked already (and reported, under its own replay string)
-                    continue
-                problem = seen[key] = check_state(self.subject, state, ledger)
-                if problem is not None:
-                    found.append((f"{label}:{variant}", f"power loss after a kill and recovery: {problem}"))
-                    return
-
-        def observe(index: int, _op: str, _path: str) -> None:
-            if not found:
-                report.points += 1
-                cut(str(index))
-
-        if (e := _recover_observed(self.subject, killed, observe)) is not None:
+        try:
+            states = cuts_during(self._recover, killed, KILL_CUTS)
+        except Exception as e:
             return f"recovery after a kill failed: {type(e).__name__}: {e}", "open"
-        if not found:
-            cut("end")
-        if found:
-            return found[0][1], found[0][0]
+        report.points += len(states) // len(KILL_CUTS) - 1  # recovery's ops (the last round: after it)
+        for where, cut in states:
+            report.states += 1
+            key = (fingerprint(cut), ledger)
+            if key in seen:  # checked already (and reported, under its own replay string)
+                continue
+            if (problem := seen.setdefault(key, check_state(self.subject, cut, ledger))) is not None:
+                return f"power loss after a kill and recovery: {problem}", where
         return None, ""
 
+    def _recover(self, fs: SimFS) -> None:
+        self.subject.open(fs).close()
 
-def _recover_observed(
-    subject: Subject, fs: SimFS, observe: Callable[[int, str, str], None]
-) -> Exception | None:
-    """Open and close the store on `fs` (running its recovery) with `observe` called before each
-    mutating operation; the exception recovery raised, if any."""
-    fs.observer = observe
+
+def cuts_during(
+    run: Callable[[SimFS], object], fs: SimFS, cuts: Sequence[str] = ("power",), *, after: bool = True
+) -> list[tuple[str, SimFS]]:
+    """Run `run(fs)` (a recovery: an open, and whatever reads follow it) and take a power cut of
+    each kind in `cuts` (see `power_cut`) right before each of its mutating operations and, with
+    `after`, once more when it returns. The states come labelled ``<op index>:<cut>`` or
+    ``end:<cut>``, the form of a replay string's ``recovery=``. An exception from `run`
+    propagates (the states taken so far are lost with it)."""
+    states: list[tuple[str, SimFS]] = []
+    fs.observer = lambda index, _op, _path: states.extend((f"{index}:{c}", power_cut(fs, c)) for c in cuts)
     try:
-        subject.open(fs).close()
-    except Exception as e:
-        return e
+        run(fs)
     finally:
         fs.observer = None
-    return None
+    if after:
+        states += [(f"end:{c}", power_cut(fs, c)) for c in cuts]
+    return states
 
 
 #: The power cuts applied to a killed process's page cache during and after its recovery.
@@ -763,20 +750,11 @@ def replay(subject: Subject, text: str) -> str | None:
     state, ledger = got[0]
     if case.recovery in ("", "open"):  # "open": the recovery itself failed, before any cut
         return check_state(subject, state, ledger)
-    r_index, r_variant = case.recovery.split(":")
+    cut = case.recovery.split(":")[-1]
     # A "kill" state keeps its pending changes for the power cut; the others are durable.
     work = state if case.variant == "kill" else state.crash_state("process")
-    inner: list[SimFS] = []
-
-    def observe_recovery(index: int, _op: str, _path: str) -> None:
-        if r_index != "end" and index == int(r_index) and not inner:
-            inner.append(power_cut(work, r_variant))
-
-    if (e := _recover_observed(subject, work, observe_recovery)) is not None:
-        raise e
-    if r_index == "end":
-        inner.append(power_cut(work, r_variant))
-    return check_state(subject, inner[0], ledger) if inner else None
+    states = dict(cuts_during(lambda fs: subject.open(fs).close(), work, (cut,)))
+    return check_state(subject, states[case.recovery], ledger) if case.recovery in states else None
 
 
 # -- barrier mutation -----------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from lamina.io.fs import FileSystem, OSFileSystem
 from lamina.io.sim import SimFS, SimulatedCrash
 from lamina.plugins import Registry
 from lamina.testing import damage as _damage
+from lamina.testing.crash import cuts_during
 from lamina.testing.ledger import Ledger
 
 __all__ = [
@@ -171,19 +172,9 @@ def explore_crash_points(
 
 
 def _kill_then_power_loss(killed: SimFS, acked: list[Any], check: Check, label: str) -> int:
-    cuts: list[tuple[str, SimFS]] = []
-
-    def observe(index: int, op: str, path: str) -> None:
-        cuts.append((f"before its op {index} ({op} {path})", killed.crash_state("power")))
-
-    killed.observer = observe
-    try:
-        check(killed, acked, label)
-    finally:
-        killed.observer = None
-    cuts.append(("after it", killed.crash_state("power")))
+    cuts = cuts_during(lambda fs: check(fs, acked, label), killed)
     for where, state in cuts:
-        check(state, acked, f"{label}, recovered, then a power cut {where}")
+        check(state, acked, f"{label}, recovered, then a power cut at {where}")
     return 1 + len(cuts)
 
 
