@@ -37,6 +37,21 @@ LABELS: dict[str, str] = {
     "fuzz_harmless": "  harmless (bytes no reader depends on: not counted as tried)",
     "fuzz_silent": "  silent wrong answers",
     "uncaught": "uncaught exceptions",
+    "input_cases": "hostile write() batches (lamina.testing.input_fuzz)",
+    "input_cases.kv": "  engine kv",
+    "input_cases.kinds": "  engine kinds (one column of every kind)",
+    "input_cases.trace": "  engine trace",
+    "input_cases.measure": "  engine measure",
+    "input_cases.stream": "  engine stream",
+    "input_cases.sidx": "  engine sidx",
+    "input_refused": "  refused: InvalidInputError, nothing buffered changed",
+    "input_stored": "  stored: read back unchanged (buffer, flush, reopen)",
+    "input_wedged": "  wedged tables (accepted, then flush or query failed)",
+    "input_raw": "  raw exceptions (not a LaminaError)",
+    "query_cases": "hostile query() arguments",
+    "query_refused": "  refused (InvalidInputError)",
+    "query_answered": "  answered",
+    "query_raw": "  raw exceptions (not a LaminaError)",
 }
 
 LONG = os.environ.get("LAMINA_TORTURE", "").lower() == "long"
