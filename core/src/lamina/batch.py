@@ -1,8 +1,22 @@
 """Turning what callers pass to `write()` into validated columns, with errors that name the field.
 
-Strict on purpose: a float where an int64 timestamp belongs, a str where bytes belong, a negative
-timestamp, or columns of different lengths are refused before anything is buffered, so bad input
-never reaches a part and never disturbs what is stored.
+Strict on purpose, and exactly as strict as the encoders: whatever is accepted here must encode at
+flush time (SPEC §10, invariant 11). A value the part writer cannot encode would sit in the buffer
+until a flush met it; that flush, every later one and `close()` would then fail, with the good
+rows buffered beside it: the table would be wedged. So what the format needs is checked here,
+before anything is buffered, and refused with an `InvalidInputError` naming the column and row:
+
+- every column is a 1-D sequence (a list, tuple, 1-D array...) of the batch's length, never a
+  scalar, str, bytes, mapping, set, iterator, or 0-d / 2-D array (the encoders take 1-D arrays);
+- int64 columns hold ints (Python or numpy integers, not bools) within int64;
+- float64 columns hold floats, or ints that float64 holds exactly: an int it would round (above
+  2**53) or overflow would not read back as written; complex numbers are refused, not truncated;
+- bytes columns hold `bytes`; string columns `str` that encode as UTF-8, which a lone surrogate
+  (what `errors="surrogateescape"` makes of non-UTF-8 bytes) does not;
+- tags: names are non-empty `str` of at most 200 characters that encode as UTF-8 (never coerced:
+  an int name is refused, not renamed "5"); values are str (UTF-8), int64, float, bytes, bool,
+  or a tuple of UTF-8 str (a string array); None is an absent tag;
+- timestamps are non-negative.
 """
 
 from __future__ import annotations
@@ -18,6 +32,93 @@ from lamina.format.tags import _TYPE_OF
 from lamina.schema import BlockSchema, ColumnKind
 
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
+#: Every int of magnitude up to 2**53 is a float64 exactly; above, only some are.
+_F64_EXACT = 2**53
+#: Longest tag name: its file stem (names.tag_file_stem) stays far below file-name limits.
+MAX_TAG_NAME = 200
+_NOT_SEQUENCES = (str, bytes, bytearray, memoryview, Mapping, set, frozenset)
+
+
+# -- text ---------------------------------------------------------------------------------------
+
+
+def utf8_problem(text: str) -> str | None:
+    """Why `text` cannot be stored (every string of the format is UTF-8), or None if it can.
+
+    Python strings can hold lone surrogates (U+D800-U+DFFF), which UTF-8 cannot encode: they are
+    what `errors="surrogateescape"` makes of bytes that were not UTF-8 (file names, argv)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError as e:
+        return (
+            f"is not valid UTF-8: lone surrogate {text[e.start]!r} at index {e.start} (text decoded "
+            "with errors='surrogateescape'? store such data as bytes, or decode with errors='replace')"
+        )
+    return None
+
+
+def first_non_utf8(texts: list[str]) -> int | None:
+    """Index of the first of `texts` (all str) that is not valid UTF-8; None when all are.
+
+    One C-level encode of the joined strings when all are valid (the common case): joining
+    cannot mend a lone surrogate, Python's UTF-8 codec refuses every surrogate code point."""
+    try:
+        "".join(texts).encode()
+    except UnicodeEncodeError:
+        return next(i for i, s in enumerate(texts) if utf8_problem(s) is not None)
+    return None
+
+
+def check_text(field: str, text: str, *, engine: str = "", row: int | None = None) -> str:
+    """`text` if it is valid UTF-8; else `InvalidInputError` naming `field` (and `row`)."""
+    problem = utf8_problem(text)
+    if problem is not None:
+        raise InvalidInputError(field, f"{text!r} {problem}", engine=engine, row=row)
+    return text
+
+
+# -- columns ------------------------------------------------------------------------------------
+
+
+def is_sequence(value: Any) -> bool:
+    """Whether `value` can be a column: a 1-D array, or a sized sequence that is not text, bytes,
+    a mapping or a set (engines' normalize use it to leave other values to the core's check)."""
+    if isinstance(value, np.ndarray):
+        return value.ndim == 1
+    return hasattr(value, "__len__") and hasattr(value, "__iter__") and not isinstance(value, _NOT_SEQUENCES)
+
+
+def column_values(name: str, value: Any, engine: str = "") -> np.ndarray | list[Any]:
+    """A column as given: a 1-D array as is, any other sequence as a list; else `InvalidInputError`
+    naming the column (a 0-d or 2-D array would reach the encoders, which take 1-D arrays)."""
+    if isinstance(value, np.ndarray):
+        if value.ndim != 1:
+            raise InvalidInputError(
+                name,
+                f"expected a 1-D sequence of values, got a {value.ndim}-d array of shape {value.shape}",
+                engine=engine,
+            )
+        return value
+    if not is_sequence(value):
+        raise InvalidInputError(
+            name, f"expected a sequence of values, got {type(value).__name__}", engine=engine
+        )
+    try:
+        return list(value)
+    except TypeError as e:
+        raise InvalidInputError(
+            name, f"expected a sequence of values, got {type(value).__name__} ({e})", engine=engine
+        ) from None
+
+
+def unknown_column(
+    key: Any, columns: Iterable[str], engine: str = "", row: int | None = None
+) -> InvalidInputError:
+    """The error for a batch key that is no column: named by the key itself when it can be a
+    field name (a non-empty str), else as `batch` with the key's repr."""
+    field = key if type(key) is str and key else "batch"
+    what = "unknown column" if field == key else f"unknown column {key!r}"
+    return InvalidInputError(field, f"{what} (columns: {', '.join(columns)})", engine=engine, row=row)
 
 
 def rows_to_batch(
@@ -28,6 +129,10 @@ def rows_to_batch(
     A column no row has is left out of the batch (the engine's normalize may derive it, e.g. a
     measure's series ID; otherwise the batch check names it); one that only some rows lack is an
     error naming the first such row."""
+    if isinstance(rows, _NOT_SEQUENCES) or not hasattr(rows, "__iter__"):
+        raise InvalidInputError(
+            "rows", f"expected a sequence of mappings, got {type(rows).__name__}", engine=engine
+        )
     names = [c.name for c in schema.columns]
     out: dict[str, list[Any]] = {n: [] for n in names}
     tags = schema.tags_column
@@ -37,9 +142,9 @@ def rows_to_batch(
             raise InvalidInputError(
                 "row", f"expected a mapping, got {type(row).__name__}", engine=engine, row=i
             )
-        extra = set(row) - set(names)
+        extra = [k for k in row if k not in names]
         if extra:
-            raise InvalidInputError(sorted(extra)[0], "unknown column", engine=engine, row=i)
+            raise unknown_column(min(extra, key=repr), names, engine, row=i)
         lacking = {n for n in names if n != tags and n not in row}
         if absent is None:
             absent = lacking
@@ -57,17 +162,18 @@ def rows_to_batch(
 
 
 def _int_column(name: str, values: Any, engine: str) -> np.ndarray:
+    values = column_values(name, values, engine)
     if isinstance(values, np.ndarray):
         if values.dtype.kind in "iu":
             if values.dtype.kind == "u" and values.size and values.max() > _I64_MAX:
-                raise InvalidInputError(name, "value exceeds int64", engine=engine)
+                i = int(np.argmax(values > _I64_MAX))
+                raise InvalidInputError(name, f"{values[i]} does not fit in int64", engine=engine, row=i)
             return values.astype(np.int64, copy=False)
         if values.dtype != object:
             raise InvalidInputError(
                 name, f"expected int64 values, got an array of {values.dtype}", engine=engine
             )
         values = values.tolist()
-    values = list(values)
     for i, v in enumerate(values):
         if type(v) is not int and not isinstance(v, np.integer):
             raise InvalidInputError(
@@ -78,19 +184,62 @@ def _int_column(name: str, values: Any, engine: str) -> np.ndarray:
     return np.asarray(values, dtype=np.int64) if values else np.empty(0, np.int64)
 
 
+def _exact_float(x: int) -> bool:
+    """Whether float64 holds the int `x` exactly (so it reads back equal to what was written)."""
+    if -_F64_EXACT <= x <= _F64_EXACT:
+        return True
+    try:
+        return float(x) == x
+    except OverflowError:
+        return False
+
+
+def _inexact(name: str, v: Any, i: int, engine: str) -> InvalidInputError:
+    return InvalidInputError(
+        name, f"{v!r} cannot be stored exactly as a float64 (pass a float)", engine=engine, row=i
+    )
+
+
 def _float_column(name: str, values: Any, engine: str) -> np.ndarray:
-    if isinstance(values, np.ndarray) and values.dtype.kind in "fiu":
-        return values.astype(np.float64, copy=False)
-    values = list(values)
-    for i, v in enumerate(values):
-        if type(v) not in (int, float) and not isinstance(v, np.number):
+    values = column_values(name, values, engine)
+    if isinstance(values, np.ndarray):
+        kind = values.dtype.kind
+        if kind in "fiu":
+            out = values.astype(np.float64)
+            if kind in "iu":
+                for i in np.flatnonzero((values > _F64_EXACT) | (values < -_F64_EXACT)).tolist():
+                    if not _exact_float(int(values[i])):
+                        raise _inexact(name, values[i], i, engine)
+            elif values.dtype.itemsize > 8:  # long double: more precision than float64 keeps
+                same = (out.astype(values.dtype) == values) | (np.isnan(out) & np.isnan(values))
+                if not same.all():
+                    i = int(np.argmin(same))
+                    raise _inexact(name, values[i], i, engine)
+            return out
+        if values.dtype != object:
             raise InvalidInputError(
-                name, f"expected a number, got {type(v).__name__} {v!r}", engine=engine, row=i
+                name, f"expected float64 values, got an array of {values.dtype}", engine=engine
             )
+        values = values.tolist()
+    if set(map(type, values)) - {float}:
+        for i, v in enumerate(values):
+            if type(v) is float:
+                continue
+            if type(v) is int or isinstance(v, np.integer):
+                if not _exact_float(int(v)):
+                    raise _inexact(name, v, i, engine)
+            elif isinstance(v, np.floating):
+                if v.dtype.itemsize > 8 and not (np.float64(v) == v or np.isnan(v)):
+                    raise _inexact(name, v, i, engine)
+            else:
+                raise InvalidInputError(
+                    name, f"expected a number, got {type(v).__name__} {v!r}", engine=engine, row=i
+                )
     return np.asarray(values, dtype=np.float64) if values else np.empty(0, np.float64)
 
 
 def _typed_objects(name: str, values: Any, tp: type, engine: str) -> np.ndarray:
+    values = column_values(name, values, engine)
     arr = values if isinstance(values, np.ndarray) and values.dtype == object else object_array(list(values))
     if set(map(type, arr)) - {tp}:
         for i, v in enumerate(arr):
@@ -98,52 +247,91 @@ def _typed_objects(name: str, values: Any, tp: type, engine: str) -> np.ndarray:
                 raise InvalidInputError(
                     name, f"expected {tp.__name__}, got {type(v).__name__} {v!r}", engine=engine, row=i
                 )
+    if tp is str:
+        i = first_non_utf8(arr.tolist())
+        if i is not None:
+            check_text(name, arr[i], engine=engine, row=i)
     return arr
+
+
+# -- tags ---------------------------------------------------------------------------------------
+
+
+def check_tag_name(field: str, name: Any, *, engine: str = "", row: int | None = None) -> str:
+    """A tag name as stored: a non-empty str of at most 200 characters, valid UTF-8 (its files'
+    names are built from its UTF-8 bytes). Never coerced: an int is refused, not made "5"."""
+    if type(name) is not str or not 0 < len(name) <= MAX_TAG_NAME:
+        raise InvalidInputError(
+            field,
+            f"tag name {name!r} must be a non-empty str of at most {MAX_TAG_NAME} chars",
+            engine=engine,
+            row=row,
+        )
+    problem = utf8_problem(name)
+    if problem is not None:
+        raise InvalidInputError(field, f"tag name {name!r} {problem}", engine=engine, row=row)
+    return name
+
+
+def _check_tag_values(field: str, arr: np.ndarray, engine: str) -> None:
+    """Every value of one tag column storable: a tag type, UTF-8 text, int64 ints."""
+    types = set(map(type, arr))
+    bad = types - _TAG_TYPES
+    if bad:
+        i = next(i for i, v in enumerate(arr) if type(v) in bad)
+        raise InvalidInputError(
+            field, f"unsupported tag value type {type(arr[i]).__name__}", engine=engine, row=i
+        )
+    if str in types:
+        strs = arr.tolist() if len(types) == 1 else [v for v in arr if type(v) is str]
+        if first_non_utf8(strs) is not None:
+            i = next(i for i, v in enumerate(arr) if type(v) is str and utf8_problem(v) is not None)
+            check_text(field, arr[i], engine=engine, row=i)
+    if tuple in types:  # string arrays: every item a UTF-8 str
+        for i, v in enumerate(arr):
+            if type(v) is not tuple:
+                continue
+            if not all(type(x) is str for x in v):
+                raise InvalidInputError(
+                    field, "a string array (tuple) may only hold str items", engine=engine, row=i
+                )
+            if first_non_utf8(list(v)) is not None:
+                raise InvalidInputError(
+                    field, f"string array {v!r}: an item is not valid UTF-8", engine=engine, row=i
+                )
+    if int in types and not _ints_fit(arr if len(types) == 1 else [v for v in arr if type(v) is int]):
+        for i, v in enumerate(arr):
+            if type(v) is int and not _I64_MIN <= v <= _I64_MAX:
+                raise InvalidInputError(field, f"{v} does not fit in int64", engine=engine, row=i)
 
 
 def _tags_column(name: str, values: Any, n: int, engine: str) -> dict[str, np.ndarray]:
     """Tags as one dict per row, or as a dict of tag -> column (None = absent)."""
+    cols: dict[str, np.ndarray] = {}
     if isinstance(values, Mapping):
-        cols = {}
         for t, col in values.items():
-            arr = object_array(list(col))
+            check_tag_name(name, t, engine=engine)
+            arr = object_array(list(column_values(f"{name}.{t}", col, engine)))
             if len(arr) != n:
                 raise InvalidInputError(f"{name}.{t}", f"has {len(arr)} values, expected {n}", engine=engine)
-            cols[str(t)] = arr
+            cols[t] = arr
     else:
-        rows = list(values)
+        rows = column_values(name, values, engine)
         if len(rows) != n:
             raise InvalidInputError(name, f"has {len(rows)} rows, expected {n}", engine=engine)
-        keys: dict[str, None] = {}
+        keys: dict[Any, int] = {}  # name -> first row holding it
         for i, r in enumerate(rows):
             if not isinstance(r, Mapping):
                 raise InvalidInputError(
                     name, f"expected a mapping of tags, got {type(r).__name__}", engine=engine, row=i
                 )
-            keys.update(dict.fromkeys(r))
+            for t in r:
+                keys.setdefault(t, i)
+        for t, i in keys.items():
+            check_tag_name(name, t, engine=engine, row=i)
         cols = {t: object_array([r.get(t) for r in rows]) for t in keys}
     for t, arr in cols.items():
-        if not isinstance(t, str) or not t or len(t) > 200:
-            raise InvalidInputError(
-                f"{name}", f"tag name {t!r} must be a non-empty string of at most 200 chars", engine=engine
-            )
-        types = set(map(type, arr))
-        bad = types - _TAG_TYPES
-        if bad:
-            i = next(i for i, v in enumerate(arr) if type(v) in bad)
-            raise InvalidInputError(
-                f"{name}.{t}", f"unsupported tag value type {type(arr[i]).__name__}", engine=engine, row=i
-            )
-        if tuple in types:  # string arrays: every item a str
-            for i, v in enumerate(arr):
-                if type(v) is tuple and not all(type(x) is str for x in v):
-                    raise InvalidInputError(
-                        f"{name}.{t}", "a string array (tuple) may only hold str items", engine=engine, row=i
-                    )
-        if int in types and not _ints_fit(arr if len(types) == 1 else [v for v in arr if type(v) is int]):
-            for i, v in enumerate(arr):
-                if type(v) is int and not _I64_MIN <= v <= _I64_MAX:
-                    raise InvalidInputError(f"{name}.{t}", f"{v} does not fit in int64", engine=engine, row=i)
+        _check_tag_values(f"{name}.{t}", arr, engine)
     return cols
 
 
@@ -168,9 +356,7 @@ def columns_from_batch(schema: BlockSchema, batch: Mapping[str, Any], engine: st
     names = {c.name for c in schema.columns}
     for k in batch:
         if k not in names:
-            raise InvalidInputError(
-                str(k), f"unknown column (columns: {', '.join(sorted(names))})", engine=engine
-            )
+            raise unknown_column(k, sorted(names), engine)
     out: Rows = {}
     n: int | None = None
     for c in schema.columns:
@@ -179,10 +365,6 @@ def columns_from_batch(schema: BlockSchema, batch: Mapping[str, Any], engine: st
         if c.name not in batch:
             raise InvalidInputError(c.name, "missing column", engine=engine)
         v = batch[c.name]
-        if isinstance(v, str | bytes) or not hasattr(v, "__len__"):
-            raise InvalidInputError(
-                c.name, f"expected a sequence of values, got {type(v).__name__}", engine=engine
-            )
         if c.kind is ColumnKind.INT64:
             col = _int_column(c.name, v, engine)
         elif c.kind is ColumnKind.FLOAT64:
@@ -205,5 +387,5 @@ def columns_from_batch(schema: BlockSchema, batch: Mapping[str, Any], engine: st
         raise InvalidInputError(schema.timestamp, f"negative timestamp {int(ts[i])}", engine=engine, row=i)
     tags = schema.tags_column
     if tags is not None:
-        out[tags] = _tags_column(tags, batch.get(tags, {}), n, engine) if tags in batch else {}
+        out[tags] = _tags_column(tags, batch[tags], n, engine) if tags in batch else {}
     return out

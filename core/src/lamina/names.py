@@ -29,7 +29,9 @@ _PART = re.compile(r"^[0-9a-f]{16}$")
 _MANIFEST = re.compile(r"^([0-9a-f]{16})\.snp$")
 _SEGMENT = re.compile(r"^seg-(\d{8}|\d{12})$")
 _SHARD = re.compile(r"^shard-(\d+)$")
-_DATASET = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
+#: Dataset names, matched whole (`fullmatch`: a `$` would also match before a trailing newline, and
+#: "default\n" would become a directory name).
+_DATASET = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
 
 
 def part_name(part_id: int) -> str:
@@ -61,8 +63,10 @@ def parse_intent_name(name: str) -> int | None:
     return int(m.group(1), 16) if m else None
 
 
-def valid_dataset(name: str) -> bool:
-    return bool(_DATASET.match(name))
+def valid_dataset(name: object) -> bool:
+    """Whether `name` may name a dataset directory: 1 to 100 of A-Z a-z 0-9 _ . -, not starting
+    with . or - (so never "..", a hidden or an option-like name). False for anything not a str."""
+    return type(name) is str and _DATASET.fullmatch(name) is not None
 
 
 _DAY_NS = 86_400 * 10**9

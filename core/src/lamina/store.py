@@ -36,7 +36,7 @@ from lamina.merge.policy import select_parts
 from lamina.metrics import Metrics
 from lamina.plugins import Registry
 from lamina.quarantine import QuarantinedPart, drop_quarantined, list_quarantined
-from lamina.query import QueryContext
+from lamina.query import QueryContext, check_dataset
 from lamina.salvage import SalvageReport, salvage
 from lamina.table import Table, TableEnv
 from lamina.txn import FlushGroup
@@ -134,8 +134,7 @@ class EngineHandle:
         the canonical options. Defining it again with the same options is a no-op; with other
         options it is refused: parts already stored must never be reinterpreted."""
         self.store._check_open()
-        if not names.valid_dataset(dataset):
-            raise InvalidInputError("dataset", f"{dataset!r} is not a valid dataset name", engine=self.name)
+        check_dataset(dataset, engine=self.name)
         canon = canonical_options(self.engine, dataset, options)
         with self._lock:
             old = load_options(self.store.fs, self.store.path, self.name, dataset)
@@ -205,8 +204,7 @@ class EngineHandle:
         """Validate a batch without buffering it: a writer that must land in several engines
         together (a trace batch and its index entries) validates them all before appending any."""
         self.store._check_open()
-        if not names.valid_dataset(dataset):
-            raise InvalidInputError("dataset", f"{dataset!r} is not a valid dataset name", engine=self.name)
+        check_dataset(dataset, engine=self.name)
         # The engine adapts its users' conventions; the core then validates strictly.
         served = self._served(dataset)
         schema = self.schema(dataset)
@@ -238,6 +236,7 @@ class EngineHandle:
 
     def write_rows(self, rows: Iterable[Mapping[str, Any]], *, dataset: str = "default") -> int:
         """Row convenience: a list of dicts, one per row."""
+        check_dataset(dataset, engine=self.name)
         self._served(dataset)
         return self.write(rows_to_batch(self.schema(dataset), rows, self.name), dataset=dataset)
 
@@ -271,6 +270,7 @@ class EngineHandle:
         """Run the engine's query. A damaged part met on the way is quarantined and the query
         raises `CorruptPartError` naming it (re-running it then answers from the healthy parts)."""
         self.store._check_open()
+        check_dataset(dataset, engine=self.name)
         served = self._served(dataset)
         ctx = QueryContext(self.schema(dataset), self.tables(dataset))
         try:

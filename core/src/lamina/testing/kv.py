@@ -11,6 +11,7 @@ from typing import Any
 
 from lamina import API_VERSION, BlockSchema, Column, ColumnKind, Engine, FileLayout, QueryContext
 from lamina.engine import MergePolicyParams
+from lamina.query import check_time_bound
 
 SCHEMA = BlockSchema(
     columns=(
@@ -34,6 +35,8 @@ def scan(
     ctx: QueryContext, *, start: int | None = None, end: int | None = None
 ) -> list[tuple[bytes, int, bytes, dict[str, Any]]]:
     """Every row with start <= ts < end (None = unbounded) as (key, ts, value, tags), sorted."""
+    check_time_bound("start", start, engine="kv")
+    check_time_bound("end", end, engine="kv")
     lo = -(2**63) if start is None else start
     hi = 2**63 if end is None else end
     out = []
