@@ -1,6 +1,6 @@
 """Regressions of the input-validation review: input that `write()` accepted and every later
 `flush()` refused (wedging the table with the good rows buffered beside it), raw exceptions where
-`InvalidInputError` is due, silently empty answers to malformed queries.
+`InvalidInputError` is due, silently empty answers to malformed queries, and unbounded tag names.
 
 Each test states the rule; `lamina.testing.input_fuzz` (test_input_fuzz.py) hunts for the class."""
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 import numpy as np
 import pytest
 
@@ -202,3 +203,66 @@ def test_kv_query_bounds_are_checked(kv, kwargs, field) -> None:
     with pytest.raises(lamina.InvalidInputError) as e:
         kv.query(**kwargs)
     assert e.value.field == field
+
+
+# -- 3. a bounded number of tag names per table -------------------------------------------------
+
+
+def _tagged(n_names: int, *, prefix: str = "t", rows: int = 1) -> dict[str, Any]:
+    tags = [{f"{prefix}{i}": i for i in range(n_names)}] * rows
+    return _kv(key=[b"k"] * rows, ts=[T0] * rows, value=[b"v"] * rows, tags=tags)
+
+
+def test_a_batch_with_more_tag_names_than_the_limit_is_refused_naming_limit_and_remedy(kv) -> None:
+    limit = KV.max_tag_names
+    assert limit == 1024
+    err = _refused(kv, _tagged(limit + 1), "tags")
+    assert f"{limit + 1:,} distinct tag names" in err.problem and f"at most {limit:,}" in err.problem
+    assert "max_tag_names" in err.problem
+    assert [r[0] for r in kv.query()] == [b"good"]
+
+
+def test_the_tag_name_limit_counts_what_the_table_already_holds(kv) -> None:
+    kv.write(_tagged(1000))
+    kv.flush()  # 1000 names (+ "svc" below) in a live part
+    kv.write(_tagged(20, prefix="u"))  # 1,020 with the part's, plus the buffer's 20
+    err = _refused(kv, _tagged(5, prefix="v"), "tags")  # 1 ("svc") + 1000 + 20 + 5 > 1024
+    assert "1,026 distinct tag names (5 of them new" in err.problem
+    kv.write(_tagged(1000))  # names the table already holds are always accepted
+    kv.write(_tagged(3, prefix="w"))  # exactly at the limit
+    kv.flush()
+    assert len(kv.tables()[0].live_parts[-1].reader.meta.tags) <= 1024
+
+
+def test_the_tag_name_limit_is_an_engine_option() -> None:
+    store = _open(attrs.evolve(KV, max_tag_names=8), attrs.evolve(EVERY_KIND, max_tag_names=1100))
+    try:
+        tight, roomy = store.engine("kv"), store.engine("kinds")
+        tight.write(_tagged(8))
+        with pytest.raises(lamina.InvalidInputError, match="at most 8"):
+            tight.write(_tagged(1, prefix="more"))
+        n = 1050
+        roomy.write(
+            {
+                "key": [b"k"],
+                "ts": [T0],
+                "n": [1],
+                "f": [1.0],
+                "s": [""],
+                "b": [b""],
+                "tags": [{f"t{i}": i for i in range(n)}],
+            }
+        )
+        roomy.flush()
+        assert len(roomy.tables()[0].live_parts[0].reader.meta.tags) == n
+    finally:
+        store.close()
+    with pytest.raises(ValueError, match="max_tag_names"):
+        attrs.evolve(KV, max_tag_names=0)
+
+
+def test_the_tag_name_limit_is_per_table_so_other_segments_start_afresh(kv) -> None:
+    kv.write(_tagged(1024))
+    day = 86_400 * 10**9
+    kv.write({**_tagged(1024, prefix="x"), "ts": [T0 + day]})
+    assert len(kv.tables()) == 2

@@ -17,12 +17,16 @@ before anything is buffered, and refused with an `InvalidInputError` naming the 
   an int name is refused, not renamed "5"); values are str (UTF-8), int64, float, bytes, bool,
   or a tuple of UTF-8 str (a string array); None is an absent tag;
 - timestamps are non-negative.
+
+A table also holds at most `Engine.max_tag_names` distinct tag names (`check_tag_name_limit`):
+each name costs two files per part plus a dictionary, per flush and per merge, so an unbounded
+number turns one flush into minutes and gigabytes (8,000 names took 18.6 s and 1.56 GB).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,6 +34,9 @@ from lamina.errors import InvalidInputError
 from lamina.format.rows import Rows, object_array
 from lamina.format.tags import _TYPE_OF
 from lamina.schema import BlockSchema, ColumnKind
+
+if TYPE_CHECKING:
+    from lamina.table import Table
 
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
 #: Every int of magnitude up to 2**53 is a float64 exactly; above, only some are.
@@ -305,10 +312,14 @@ def _check_tag_values(field: str, arr: np.ndarray, engine: str) -> None:
                 raise InvalidInputError(field, f"{v} does not fit in int64", engine=engine, row=i)
 
 
-def _tags_column(name: str, values: Any, n: int, engine: str) -> dict[str, np.ndarray]:
+def _tags_column(
+    name: str, values: Any, n: int, engine: str, max_names: int | None = None
+) -> dict[str, np.ndarray]:
     """Tags as one dict per row, or as a dict of tag -> column (None = absent)."""
     cols: dict[str, np.ndarray] = {}
     if isinstance(values, Mapping):
+        if max_names is not None and len(values) > max_names:
+            raise too_many_tag_names(name, len(values), max_names, engine)
         for t, col in values.items():
             check_tag_name(name, t, engine=engine)
             arr = object_array(list(column_values(f"{name}.{t}", col, engine)))
@@ -327,6 +338,8 @@ def _tags_column(name: str, values: Any, n: int, engine: str) -> dict[str, np.nd
                 )
             for t in r:
                 keys.setdefault(t, i)
+            if max_names is not None and len(keys) > max_names:
+                raise too_many_tag_names(name, len(keys), max_names, engine)
         for t, i in keys.items():
             check_tag_name(name, t, engine=engine, row=i)
         cols = {t: object_array([r.get(t) for r in rows]) for t in keys}
@@ -347,8 +360,62 @@ def _ints_fit(ints: Any) -> bool:
     return True
 
 
-def columns_from_batch(schema: BlockSchema, batch: Mapping[str, Any], engine: str = "") -> Rows:
-    """Validate a columnar batch against the schema and convert it to `Rows`."""
+def too_many_tag_names(
+    field: str, count: int, limit: int, engine: str, *, new: int | None = None
+) -> InvalidInputError:
+    """The error of a batch that would take a table past `Engine.max_tag_names`, saying how to
+    fix it: fewer names (high-cardinality data belongs in values), or a higher limit."""
+    brings = "" if new is None else f" ({new:,} of them new in this batch)"
+    return InvalidInputError(
+        field,
+        f"{count:,} distinct tag names{brings}: a table may hold at most {limit:,} (each costs two "
+        "files per part and a dictionary); use fewer tag names (put high-cardinality data in tag "
+        "values), or raise the engine's max_tag_names (attrs.evolve(engine, max_tag_names=N))",
+        engine=engine,
+    )
+
+
+def _tag_name_sets(table: Table) -> list[Any]:
+    """The tag names of everything a table holds, one collection per part or buffered batch:
+    its live parts, its flushes in progress (back in the buffer if they fail) and its buffer.
+
+    Reads the table's buffer without its lock: buffers are replaced, never changed in place, so a
+    racing write can at worst be missed, which the bound tolerates (it guards cost, and the next
+    batch sees it). A `Table.tag_names()` accessor would spare this the private attributes."""
+    sets: list[Any] = [h.reader.meta.tags for h in table.live_parts]
+    col = table.engine.schema.tags_column
+    buf = table._buffer
+    if col is not None:
+        mems = [*list(table._flushing), *([buf] if buf is not None else [])]
+        sets += [rows[col] for mem in mems for rows in mem.batches]
+    return sets
+
+
+def check_tag_name_limit(
+    field: str, names: Iterable[str], tables: Iterable[Table], limit: int, *, engine: str = ""
+) -> None:
+    """Refuse a batch whose tag `names` would take one of `tables` past `limit` distinct names.
+
+    Names a table already holds are always accepted: only new ones count. The exact union is
+    computed only when the cheap upper bound (the sum of the sizes) exceeds the limit."""
+    names = set(names)
+    for table in tables:
+        sets = _tag_name_sets(table)
+        if len(names) + sum(map(len, sets)) <= limit:
+            continue
+        held = set().union(*sets)
+        new = names - held
+        if new and len(held) + len(new) > limit:
+            raise too_many_tag_names(field, len(held) + len(new), limit, engine, new=len(new))
+
+
+def columns_from_batch(
+    schema: BlockSchema, batch: Mapping[str, Any], engine: str = "", *, max_tag_names: int | None = None
+) -> Rows:
+    """Validate a columnar batch against the schema and convert it to `Rows`.
+
+    `max_tag_names`: refuse a batch with more distinct tag names before checking them one by one
+    (the table-level bound is `check_tag_name_limit`)."""
     if not isinstance(batch, Mapping):
         raise InvalidInputError(
             "batch", f"expected a mapping of column -> values, got {type(batch).__name__}", engine=engine
@@ -387,5 +454,5 @@ def columns_from_batch(schema: BlockSchema, batch: Mapping[str, Any], engine: st
         raise InvalidInputError(schema.timestamp, f"negative timestamp {int(ts[i])}", engine=engine, row=i)
     tags = schema.tags_column
     if tags is not None:
-        out[tags] = _tags_column(tags, batch[tags], n, engine) if tags in batch else {}
+        out[tags] = _tags_column(tags, batch[tags], n, engine, max_tag_names) if tags in batch else {}
     return out

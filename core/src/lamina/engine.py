@@ -106,6 +106,12 @@ class Engine:
     retention_ns: int | None = None
     #: Flush a table's buffer once it holds this many rows (also on `flush_interval_s`).
     flush_rows: int = 100_000
+    #: At most this many distinct tag names per table (one time segment of a dataset), so every
+    #: part, flushed or merged, holds at most as many: each name costs two files per part and a
+    #: dictionary, and 8,000 names made one flush take 18.6 s and 1.56 GB. A write that would
+    #: exceed it is refused (`InvalidInputError` on the tags column, naming the limit); names
+    #: a table already holds stay writable. Raise it with `attrs.evolve(engine, max_tag_names=N)`.
+    max_tag_names: int = attrs.field(default=1024, validator=attrs.validators.ge(1))
     capabilities: Capabilities = Capabilities()
     description: str = ""
     #: Optional workload for `lamina demo` (see `DemoFn`); engines without one are listed only.

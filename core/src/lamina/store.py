@@ -18,7 +18,7 @@ import attrs
 import numpy as np
 
 from lamina import __version__, names, txn
-from lamina.batch import columns_from_batch, rows_to_batch
+from lamina.batch import check_tag_name_limit, columns_from_batch, rows_to_batch
 from lamina.datasets import canonical_options, engine_for, load_options, store_options
 from lamina.engine import Engine
 from lamina.errors import (
@@ -202,14 +202,24 @@ class EngineHandle:
 
     def prepare(self, batch: Mapping[str, Any], *, dataset: str = "default") -> PreparedWrite:
         """Validate a batch without buffering it: a writer that must land in several engines
-        together (a trace batch and its index entries) validates them all before appending any."""
+        together (a trace batch and its index entries) validates them all before appending any.
+
+        Also refuses a batch that would take a table past `Engine.max_tag_names` tag names."""
         self.store._check_open()
         check_dataset(dataset, engine=self.name)
         # The engine adapts its users' conventions; the core then validates strictly.
         served = self._served(dataset)
         schema = self.schema(dataset)
-        rows = _own(columns_from_batch(schema, served.normalize(batch), self.name))
-        return PreparedWrite(self, dataset, rows, len(rows[schema.timestamp]))
+        limit = served.max_tag_names
+        rows = columns_from_batch(schema, served.normalize(batch), self.name, max_tag_names=limit)
+        tags = schema.tags_column
+        if tags is not None and rows[tags]:
+            interval = self.engine.segment_interval_ns
+            segs = np.unique(rows[schema.timestamp] // interval).tolist()
+            with self._lock:  # a table not open yet holds no tag names
+                held = [t for s in segs if (t := self._tables.get((dataset, s * interval))) is not None]
+            check_tag_name_limit(tags, rows[tags], held, limit, engine=self.name)
+        return PreparedWrite(self, dataset, _own(rows), len(rows[schema.timestamp]))
 
     def append(self, prep: PreparedWrite) -> int:
         """Buffer rows validated by `prepare`. All or nothing: refuses before buffering anything."""
