@@ -16,6 +16,7 @@ import lamina
 from lamina import names
 from lamina.io.sim import SimFS
 from lamina.plugins import Registry
+from lamina.query import check_order
 from lamina.testing.input_fuzz import EVERY_KIND
 from lamina.testing.kv import KV
 
@@ -203,6 +204,13 @@ def test_kv_query_bounds_are_checked(kv, kwargs, field) -> None:
     with pytest.raises(lamina.InvalidInputError) as e:
         kv.query(**kwargs)
     assert e.value.field == field
+
+
+@pytest.mark.parametrize("order", [np.array(["asc", "desc"]), np.array(["asc"]), b"asc", ["asc"]])
+def test_an_order_that_is_not_a_str_is_refused_not_compared_elementwise(order) -> None:
+    with pytest.raises(lamina.InvalidInputError) as e:
+        check_order(order, engine="kv")
+    assert e.value.field == "order"
 
 
 # -- 3. a bounded number of tag names per table -------------------------------------------------

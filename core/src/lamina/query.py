@@ -79,7 +79,8 @@ def check_time_bound(name: str, value: Any, *, engine: str) -> int | None:
 
 
 def check_order(value: Any, *, engine: str) -> str:
-    if value not in ("asc", "desc"):
+    # type first: `in` compares with ==, which a numpy array answers elementwise (ValueError)
+    if type(value) is not str or value not in ("asc", "desc"):
         raise InvalidInputError("order", f"must be 'asc' or 'desc', got {value!r}", engine=engine)
     return value
 
