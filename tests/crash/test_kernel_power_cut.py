@@ -429,11 +429,15 @@ def test_power_cuts_never_lose_an_acknowledged_batch(mount: kc.LoopMount, tmp_pa
     cuts = figures.scale(120, 2_000)
     report = kc.power_cuts(WORK, mount, tmp_path, cuts=cuts, seed=11, cuts_per_store=figures.scale(40, 100))
     print(report.summary())
-    assert report.cuts == cuts and report.named >= cuts // 2 - 1
-    assert report.acked > cuts, "few acknowledged batches per cut: the cuts prove little"
-    assert report.set_aside > 0 and report.drops > 0, "the quarantine and retention steps never ran"
-    assert report.ops > 20 * cuts, "the op log is nearly empty: the SimFS cross-check proves little"
-    assert report.lost_rows == 0 and report.quarantined == 0
+    said = report.summary()
+    assert report.cuts == cuts and report.named >= cuts // 2 - 1, said
+    assert report.batches > cuts, f"few batches acknowledged per cut, the cuts prove little: {said}"
+    assert report.acked > report.batches, f"the checks saw few acknowledged batches: {said}"
+    assert report.set_aside > 0, f"the quarantine step never ran: {said}"
+    assert report.drops > 0, f"the retention step never ran: {said}"
+    assert report.ops > 20 * cuts, f"the op log is nearly empty, the SimFS cross-check proves little: {said}"
+    assert report.after_cut == 0, f"the writer ran on after a cut, its acknowledgements prove nothing: {said}"
+    assert report.lost_rows == 0 and report.quarantined == 0, said
     assert not report.problems, "\n".join(report.problems[:10])
     unknown = [f for f in report.not_admitted if f.kinds - KNOWN_MODEL_FINDINGS]
     assert not unknown, (

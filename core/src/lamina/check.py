@@ -22,6 +22,7 @@ What it finds is a list of `Problem`s, each with a severity:
 
 from __future__ import annotations
 
+import errno
 import json
 import posixpath
 import time
@@ -36,7 +37,8 @@ from lamina.errors import CorruptPartError, LaminaError
 from lamina.format.part_meta import SUPPORTED_VERSIONS, Manifest, QuarantineReason
 from lamina.format.part_reader import DirSource, PartReader
 from lamina.format.records import RecordError, load_record
-from lamina.io.fs import FileSystem, OSFileSystem, absolute
+from lamina.io.confined import confined
+from lamina.io.fs import DIR, FILE, FileSystem, OSFileSystem, absolute, proves_damage
 from lamina.plugins import Registry, load_registry
 from lamina.store import DESCRIPTOR_VERSION
 
@@ -54,6 +56,9 @@ class NotAStoreError(LaminaError):
 
 class Severity(StrEnum):
     DAMAGE = "damage"
+    #: Not damage, but the store is not as Lamina keeps it, or the check could not look: a foreign
+    #: entry, an environment error (permissions, descriptors, EIO) that stopped a read.
+    ERROR = "error"
     WARNING = "warning"
     INFO = "info"
 
@@ -67,6 +72,8 @@ class Kind(StrEnum):
     CORRUPT_PART = "corrupt_part"
     MISSING_PART = "missing_part"
     IO_ERROR = "io_error"
+    #: The OS refused a read for a reason that is not damage (EACCES, EMFILE, EIO, ...).
+    ENVIRONMENT = "environment"
     INTERRUPTED_QUARANTINE = "interrupted_quarantine"
     QUARANTINED = "quarantined"
     UNLISTED_PART = "unlisted_part"
@@ -101,6 +108,11 @@ class Problem:
     def is_damage(self) -> bool:
         return self.severity is Severity.DAMAGE
 
+    @property
+    def needs_attention(self) -> bool:
+        """Damage or an error: what makes a check not OK."""
+        return self.severity in (Severity.DAMAGE, Severity.ERROR)
+
 
 @attrs.frozen
 class TableSummary:
@@ -130,9 +142,18 @@ class CheckReport:
     def damage(self) -> list[Problem]:
         return [p for p in self.problems if p.is_damage]
 
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity is Severity.ERROR]
+
 
 def _s(v: object) -> str:
     return "" if v is None else str(v)
+
+
+def _os_problem(e: OSError) -> tuple[Severity, Kind]:
+    """Damage only when the error proves it (io/fs.py `proves_damage`); else the environment."""
+    return (Severity.DAMAGE, Kind.IO_ERROR) if proves_damage(e) else (Severity.ERROR, Kind.ENVIRONMENT)
 
 
 def _part_problem(table: str, err: CorruptPartError) -> Problem:
@@ -175,7 +196,7 @@ class _Checker:
         try:
             return self.fs.listdir(path)
         except OSError as e:
-            self.add(Severity.DAMAGE, Kind.IO_ERROR, self.rel(path), detail=f"cannot list: {e}")
+            self.add(*_os_problem(e), self.rel(path), detail=f"cannot list: {e}")
             return []
 
     # -- store level -------------------------------------------------------------------------
@@ -329,18 +350,24 @@ class _Checker:
                 (e for n in entries if (e := names.parse_manifest_name(n)) is not None), reverse=True
             )
             if not epochs:
-                return (
-                    entries,
-                    None,
-                    [
-                        Problem(
-                            Severity.INFO,
-                            Kind.NO_MANIFEST,
-                            table,
-                            detail="no manifest yet (nothing committed); written at the next open",
-                        )
-                    ],
-                )
+                parts = sorted(n for n in entries if names.parse_part_name(n) is not None)
+                if any(self.fs.is_dir(posixpath.join(path, n)) for n in parts):
+                    problem = Problem(
+                        Severity.DAMAGE,
+                        Kind.NO_MANIFEST,
+                        table,
+                        detail=f"no manifest, but {len(parts)} part directory(ies) ({', '.join(parts[:3])}"
+                        f"{', ...' if len(parts) > 3 else ''}): every manifest was removed outside Lamina; "
+                        "the store refuses to open this table; run `lamina repair` to rebuild it",
+                    )
+                else:
+                    problem = Problem(
+                        Severity.INFO,
+                        Kind.NO_MANIFEST,
+                        table,
+                        detail="no manifest yet (nothing committed); written at the next open",
+                    )
+                return entries, None, [problem]
             out: list[Problem] = []
             for i, epoch in enumerate(epochs):
                 fname = names.manifest_name(epoch)
@@ -409,15 +436,34 @@ class _Checker:
         entries, manifest, manifest_problems = self.newest_manifest(path)
         out.extend(manifest_problems)
         live = set(manifest.parts) if manifest else set()
-        # With no manifest at all the next open removes every part directory; with only damaged
-        # ones it refuses to open and removes nothing.
-        has_manifests = any(names.parse_manifest_name(n) is not None for n in entries)
+        # With no manifest at all, or only damaged ones, the next open refuses and removes
+        # nothing: unlisted parts are leftovers only next to a manifest that verifies.
         cdir = posixpath.join(path, names.CORRUPT_DIR)
         corrupt = self.listdir(cdir) if self.fs.is_dir(cdir) else []
 
         # Leftovers and strays in the table directory.
         for name in entries:
-            if name.endswith(names.TMP_SUFFIX):
+            kind = self.fs.kind(posixpath.join(path, name))
+            pid = names.parse_part_name(name)
+            if kind not in (FILE, DIR) and kind is not None:
+                listed = pid is not None and pid in live
+                out.append(
+                    Problem(
+                        Severity.DAMAGE if listed else Severity.ERROR,
+                        Kind.FOREIGN_ENTRY,
+                        table,
+                        part=name if listed else "",
+                        file="" if listed else name,
+                        reason=kind,
+                        detail=f"a {kind} Lamina did not make; left untouched"
+                        + (
+                            "; it is listed as a live part, so the store refuses to open this table"
+                            if listed
+                            else ""
+                        ),
+                    )
+                )
+            elif name.endswith(names.TMP_SUFFIX) and kind == FILE:
                 out.append(
                     Problem(
                         Severity.INFO,
@@ -427,8 +473,8 @@ class _Checker:
                         detail="leftover of an interrupted atomic write; removed at the next open",
                     )
                 )
-            elif (pid := names.parse_part_name(name)) is not None:
-                if pid not in live and (manifest is not None or not has_manifests):
+            elif pid is not None and kind == DIR:
+                if pid not in live and manifest is not None:
                     out.append(
                         Problem(
                             Severity.INFO,
@@ -439,14 +485,19 @@ class _Checker:
                             "progress); removed at the next open",
                         )
                     )
-            elif name != names.CORRUPT_DIR and names.parse_manifest_name(name) is None:
+            elif pid is not None and pid in live:
+                pass  # a file where a listed part belongs: checked (and reported) below
+            elif (name != names.CORRUPT_DIR or kind != DIR) and (
+                names.parse_manifest_name(name) is None or kind != FILE
+            ):
                 out.append(
                     Problem(
-                        Severity.WARNING,
+                        Severity.ERROR,
                         Kind.FOREIGN_ENTRY,
                         table,
                         file=name,
-                        detail="not a Lamina file; left untouched",
+                        reason=kind or "",
+                        detail=f"a {kind} Lamina did not make (or not where it belongs); left untouched",
                     )
                 )
 
@@ -506,17 +557,18 @@ class _Checker:
                 rows += reader.meta.rows
                 size += reader.meta.data_size()
                 if self.deep:
-                    res.frames += reader.verify_all()
+                    res.frames += reader.verify_all(schema)
             except CorruptPartError as e:
                 found = _part_problem(table, e)
             except OSError as e:
+                severity, kind = _os_problem(e)
                 found = Problem(
-                    Severity.DAMAGE,
-                    Kind.IO_ERROR,
+                    severity,
+                    kind,
                     table,
                     part=pname,
                     file=posixpath.basename(e.filename or ""),
-                    reason="io",
+                    reason="io" if kind is Kind.IO_ERROR else errno.errorcode.get(e.errno or 0, ""),
                     detail=f"{type(e).__name__}: {e}",
                 )
             except Exception as e:  # a reader bug must not abort the whole check
@@ -595,8 +647,9 @@ def check_store(
     `registry` defaults to the engines installed (entry points). Raises `NotAStoreError` if `path`
     has no `lamina.json`.
     """
-    fs = fs or OSFileSystem()
-    root = absolute(path) if isinstance(fs, OSFileSystem) else posixpath.normpath(path)
+    raw = fs or OSFileSystem()
+    root = absolute(path) if isinstance(raw, OSFileSystem) else posixpath.normpath(path)
+    fs = confined(raw, root)  # check writes nothing; confined all the same, for defence in depth
     if not fs.is_dir(root):
         raise NotAStoreError(root, "not a directory" if fs.exists(root) else "no such directory")
     if not fs.exists(posixpath.join(root, names.STORE_DESCRIPTOR)):
@@ -607,7 +660,7 @@ def check_store(
     return CheckReport(
         store=root,
         deep=deep,
-        ok=not any(p.is_damage for p in checker.problems),
+        ok=not any(p.needs_attention for p in checker.problems),
         problems=checker.problems,
         parts_checked=checker.parts,
         frames_checked=checker.frames,

@@ -40,7 +40,7 @@ from lamina.errors import LaminaError
 from lamina.io.fs import FileSystem, OSFileSystem
 from lamina.plugins import Registry
 
-EXIT_OK, EXIT_DAMAGE, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_DAMAGE, EXIT_USAGE, EXIT_ERRORS = 0, 1, 2, 3
 T = TypeVar("T")
 
 app = typer.Typer(
@@ -134,6 +134,7 @@ def _split_dist(source: str) -> tuple[str, str]:
 # -- check ------------------------------------------------------------------------------------
 _LABEL = {
     Severity.DAMAGE: ("DAMAGE ", "bold red"),
+    Severity.ERROR: ("ERROR  ", "red"),
     Severity.WARNING: ("WARNING", "yellow"),
     Severity.INFO: ("note   ", "dim"),
 }
@@ -159,7 +160,7 @@ def _problem_text(p: Problem) -> Text:
     return t
 
 
-_ORDER = {Severity.DAMAGE: 0, Severity.WARNING: 1, Severity.INFO: 2}
+_ORDER = {Severity.DAMAGE: 0, Severity.ERROR: 1, Severity.WARNING: 2, Severity.INFO: 3}
 
 
 def _by_severity(problems: list[Problem]) -> list[Problem]:
@@ -199,13 +200,23 @@ def _print_report(console: Console, report: CheckReport) -> None:
         warn = sum(p.severity is Severity.WARNING for p in report.problems)
         extra = f"; {warn} warning(s)" if warn else ""
         console.print(Text.assemble(("OK", "bold green"), f": no damage; {counts}{extra}"), soft_wrap=True)
-    else:
+    elif report.damage:
         dmg = report.damage
         parts = {(p.table, p.part) for p in dmg if p.part}
+        errs = f"; {len(report.errors)} error(s)" if report.errors else ""
         console.print(
             Text.assemble(
                 ("DAMAGE FOUND", "bold red"),
-                f": {len(dmg)} problem(s), {len(parts)} damaged part(s); {counts}",
+                f": {len(dmg)} problem(s), {len(parts)} damaged part(s){errs}; {counts}",
+            ),
+            soft_wrap=True,
+        )
+    else:
+        console.print(
+            Text.assemble(
+                ("ERRORS", "bold red"),
+                f": no damage found, but {len(report.errors)} error(s) need attention (foreign "
+                f"entries, or reads the environment refused); {counts}",
             ),
             soft_wrap=True,
         )
@@ -217,7 +228,8 @@ def check(
     deep: Annotated[bool, typer.Option("--deep", help="Also read, checksum and decode every frame.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Check a store without changing it: exit 0 clean, 1 damage found, 2 not a store.
+    """Check a store without changing it: exit 0 clean, 1 damage found, 2 not a store, 3 no
+    damage but errors (foreign entries; reads refused by permissions, descriptors, EIO).
 
     Safe to run while another process has the store open.
     """
@@ -232,7 +244,7 @@ def check(
         typer.echo(json.dumps(attrs.asdict(report), indent=1))
     else:
         _print_report(console, report)
-    raise typer.Exit(EXIT_OK if report.ok else EXIT_DAMAGE)
+    raise typer.Exit(EXIT_OK if report.ok else EXIT_DAMAGE if report.damage else EXIT_ERRORS)
 
 
 # -- quarantine & salvage ---------------------------------------------------------------------
@@ -673,6 +685,37 @@ def _expected_slowest(work: TraceWorkload, start: int, end: int, limit: int) -> 
 
 @app.command()
 def demo(
+    directory: Annotated[
+        Path, typer.Argument(help="Store directory (created, or appended to).", show_default=False)
+    ],
+    spans: Annotated[int, typer.Option("--spans", min=1, help="Spans to write.")] = 300_000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same data).")] = 42,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Spans per write + durable flush.")] = 10_000,
+    deep: Annotated[bool, typer.Option("--deep/--no-deep", help="Deep check at the end.")] = True,
+    rows: Annotated[
+        int, typer.Option("--rows", min=1, help="Rows per other engine (measure, stream, ...).")
+    ] = 100_000,
+) -> None:
+    """Write a realistic synthetic workload into every installed engine, merge, query, check.
+
+    Traces come first; then every other engine that declares a demo writes about --rows rows of
+    its own workload. Appends when DIR already holds a store (earlier demo data is kept)."""
+    try:
+        _demo(directory, spans, seed, batch, deep, rows)
+    except (OSError, LaminaError) as e:
+        # a full disk, a refused write, an unreadable directory: say what happened, not a traceback
+        _err().print(
+            Text(
+                f"demo stopped: {e}\nEverything flushed before this point is durable; "
+                f"`lamina check {directory}` shows the state of the store.",
+                style="bold red",
+            ),
+            soft_wrap=True,
+        )
+        raise typer.Exit(EXIT_DAMAGE) from None
+
+
+def _demo(
     directory: Annotated[
         Path, typer.Argument(help="Store directory (created, or appended to).", show_default=False)
     ],

@@ -7,6 +7,8 @@ names them, so a log line or a traceback alone says what broke and where.
 
 from __future__ import annotations
 
+import errno
+import os
 from enum import StrEnum
 
 
@@ -26,8 +28,11 @@ class CorruptionReason(StrEnum):
     UNKNOWN_FILE = "unknown_file"
     DECODE = "decode"
     FORMAT_VERSION = "format_version"
-    #: The OS refused to read the part (EIO, a directory where a file belongs, ...).
+    #: A directory where a file belongs, a file where the part's directory belongs (older
+    #: Lamina also used it for EIO, which is an environment error, never a reason now).
     IO_ERROR = "io_error"
+    #: A symlink, FIFO, socket or device where a part's regular file belongs (never opened).
+    NOT_REGULAR = "not_regular_file"
 
 
 class ShortReadError(LaminaError):
@@ -101,6 +106,86 @@ class MissingPartError(LaminaError):
         )
 
 
+_HINTS = {
+    errno.EMFILE: "raise the open-file limit (`ulimit -n`) or lower Store(max_open_files=...)",
+    errno.ENFILE: "the system-wide open-file table is full: close files elsewhere or raise fs.file-max",
+    errno.ENOMEM: "the kernel is out of memory: free memory and retry",
+    errno.EACCES: "check the owner and mode of the path: the process may not read or write it",
+    errno.EPERM: "check the owner, mode and attributes (chattr) of the path",
+    errno.EIO: "the device reported an I/O error: check the disk (dmesg, SMART) and retry; "
+    "`lamina check --deep` tells damage from a failing device",
+    errno.EAGAIN: "the resource is temporarily unavailable: retry",
+    errno.EINTR: "the call was interrupted: retry",
+    errno.ENOSPC: "the file system is full: free space and retry",
+    errno.EDQUOT: "the disk quota is exhausted: free space or raise the quota",
+    errno.EROFS: "the file system is read-only: remount it read-write",
+}
+
+
+class EnvironmentIOError(LaminaError, OSError):
+    """The OS refused an operation for a reason that says nothing about the data: descriptors,
+    memory, permissions, an interrupted call, a failing device. Not damage (SPEC §10.9): the
+    operation failed, nothing was quarantined, every part stays in service, and retrying after
+    the condition is fixed succeeds. Keeps the errno, so `except OSError` handlers still work."""
+
+    def __init__(self, action: str, cause: OSError) -> None:
+        OSError.__init__(self, cause.errno, cause.strerror or str(cause), cause.filename)
+        self.action, self.cause = action, cause
+
+    def __str__(self) -> str:
+        code = errno.errorcode.get(self.errno or 0, str(self.errno))
+        what = self.strerror or (os.strerror(self.errno) if self.errno else "error")
+        hint = _HINTS.get(self.errno or 0, "fix the condition and retry")
+        return (
+            f"{self.action}: {code} ({what}) on {self.filename}. An environment error, not damage: "
+            f"nothing was quarantined and the data stays in service; {hint}."
+        )
+
+
+class ForeignEntryError(LaminaError, OSError):
+    """An entry Lamina did not make (a symlink, FIFO, socket or device, or a directory holding
+    one) stands where Lamina would have to delete or rewrite it. Foreign entries are reported,
+    never deleted, never written through."""
+
+    def __init__(self, path: str, kind: str, fix: str = "") -> None:
+        OSError.__init__(self, errno.EEXIST, f"foreign {kind} inside the store", path)
+        self.path, self.kind, self.fix = path, kind, fix
+
+    def __str__(self) -> str:
+        fix = self.fix or "move it out of the store (Lamina never deletes what it did not make), then retry"
+        return f"{self.path} is a {self.kind} that Lamina did not make: left untouched; {fix}"
+
+
+class ManifestMissingError(LaminaError):
+    """A table holds parts but no manifest at all: every manifest was removed outside Lamina.
+
+    A table's first manifest is durable before its first part directory is created, so this is
+    never a crash's doing. Without a manifest every part would look like an uncommitted leftover
+    and be deleted; the open refuses instead, and `lamina repair` rebuilds the manifest from the
+    parts' lineage."""
+
+    def __init__(self, table: str, parts: list[str]) -> None:
+        self.table, self.parts = table, parts
+        shown = ", ".join(parts[:5]) + (", ..." if len(parts) > 5 else "")
+        super().__init__(
+            f"table {table} has no manifest but holds {len(parts)} part(s) ({shown}): every manifest "
+            "was removed outside Lamina. Refusing to open it (the parts would be taken for "
+            "uncommitted leftovers and deleted); run `lamina repair` to rebuild the manifest"
+        )
+
+
+class PartIdExhaustedError(LaminaError):
+    """A table has allocated every 64-bit part ID. Never wrapped (an old ID could come back) and
+    never widened (a 17-digit name is not a part name)."""
+
+    def __init__(self, table: str) -> None:
+        self.table = table
+        super().__init__(
+            f"table {table} has no part IDs left (the next would exceed 0xffffffffffffffff); this "
+            "means a damaged or hand-edited manifest: check next_part_id in its newest .snp"
+        )
+
+
 class InvalidInputError(LaminaError, ValueError):
     """A caller passed bad data. Names the field; nothing stored is affected."""
 
@@ -159,7 +244,32 @@ class StoreLockedError(LaminaError):
 
     def __init__(self, path: str) -> None:
         self.path = path
-        super().__init__(f"store {path} is open in another process (lock {path}/lamina.lock is held)")
+        super().__init__(f"store {path} is open in another process (it holds the lock on the directory)")
+
+
+class StoreAlreadyOpenError(StoreLockedError):
+    """This process already has the store open: use that handle (two handles in one process
+    would race on manifests and part IDs just as two processes would)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        LaminaError.__init__(
+            self, f"store {path} is already open in this process; use the open Store (or close it first)"
+        )
+
+
+class ForkedStoreError(LaminaError):
+    """A Store used in a child process forked after it was opened. The child's copy of the
+    buffers and of the lock belongs to the parent, which goes on using them."""
+
+    def __init__(self, path: str, owner_pid: int) -> None:
+        self.path, self.owner_pid = path, owner_pid
+        super().__init__(
+            f"store {path} was opened by process {owner_pid}; this process is a fork of it and may not "
+            "use that handle (its buffers and lock are the parent's). Open the store after the fork "
+            "in the one process that writes, or use multiprocessing's 'spawn' or 'forkserver' start "
+            "method (see docs/guide.md, 'Processes')"
+        )
 
 
 class StoreClosedError(LaminaError):

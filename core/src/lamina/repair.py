@@ -23,10 +23,11 @@ from lamina import names
 from lamina.commit import write_manifest
 from lamina.datasets import DatasetError, engine_for
 from lamina.errors import CorruptionReason, CorruptPartError, StoreLockedError
-from lamina.format.part_meta import SUPPORTED_VERSIONS, Manifest
+from lamina.format.part_meta import SUPPORTED_VERSIONS, Manifest, PartMeta
 from lamina.format.part_reader import DirSource, PartReader
-from lamina.format.records import RecordError, load_record
-from lamina.io.fs import FileSystem
+from lamina.format.records import RecordError, load_record, read_record_file
+from lamina.io.confined import confined
+from lamina.io.fs import DIR, FILE, FileSystem
 from lamina.log import get_logger
 from lamina.quarantine import move_to_corrupt, reason_record
 from lamina.schema import ColumnKind
@@ -45,13 +46,19 @@ class RepairResult:
 
 def table_needs_repair(fs: FileSystem, table_dir: str) -> str | None:
     """Why open would refuse this table (damaged newest manifest, missing listed part), or None."""
-    epochs = sorted(e for n in fs.listdir(table_dir) if (e := names.parse_manifest_name(n)) is not None)
+    entries = fs.listdir(table_dir)
+    epochs = sorted(e for n in entries if (e := names.parse_manifest_name(n)) is not None)
     if not epochs:
-        return None
+        parts = [
+            n
+            for n in entries
+            if names.parse_part_name(n) is not None and fs.is_dir(posixpath.join(table_dir, n))
+        ]
+        return f"no manifest, but {len(parts)} part directories" if parts else None
     path = posixpath.join(table_dir, names.manifest_name(epochs[-1]))
     try:
-        m = load_record(fs.read_file(path), Manifest, SUPPORTED_VERSIONS)
-    except (RecordError, OSError) as e:
+        m = load_record(read_record_file(fs, path), Manifest, SUPPORTED_VERSIONS)
+    except RecordError as e:
         return f"newest manifest {names.manifest_name(epochs[-1])} is damaged: {e}"
     corrupt = posixpath.join(table_dir, names.CORRUPT_DIR)
     for pid in m.parts:
@@ -75,11 +82,13 @@ def rebuild_manifest(
     salvaged: set[int] = set()
     next_hint = 0
     for e in epochs:  # keep what readable manifests knew: salvage marks, the ID high-water mark
-        try:
+        try:  # an environment error (EACCES, EIO) stops the repair: it is not a damaged manifest
             m = load_record(
-                fs.read_file(posixpath.join(table_dir, names.manifest_name(e))), Manifest, SUPPORTED_VERSIONS
+                read_record_file(fs, posixpath.join(table_dir, names.manifest_name(e))),
+                Manifest,
+                SUPPORTED_VERSIONS,
             )
-        except (RecordError, OSError):
+        except RecordError:
             continue
         salvaged |= set(m.salvaged)
         next_hint = max(next_hint, m.next_part_id)
@@ -93,7 +102,8 @@ def rebuild_manifest(
     bad: list[tuple[str, CorruptPartError]] = []
     for name in entries:
         pid = names.parse_part_name(name)
-        if pid is None:
+        kind = fs.kind(posixpath.join(table_dir, name))
+        if pid is None or kind not in (FILE, DIR):  # a symlink or FIFO is foreign: never touched
             continue
         try:
             reader = PartReader.open(
@@ -106,11 +116,9 @@ def rebuild_manifest(
         except CorruptPartError as e:
             bad.append((name, e))
             continue
-        except OSError as e:
-            bad.append((name, CorruptPartError(name, "", -1, CorruptionReason.IO_ERROR, str(e))))
-            continue
         metas[pid] = reader.meta
         reader.close()
+    bad += _copies(metas)
     sources = {s for m in metas.values() for s in m.lineage}
     live = sorted(set(metas) - sources)
     salvaged |= sources & in_corrupt  # a salvaged part's lineage is its quarantined source
@@ -123,7 +131,10 @@ def rebuild_manifest(
             err.with_engine(engine), engine=engine, dataset=dataset, table=table_dir, stage="repair"
         )
         move_to_corrupt(fs, table_dir, name, rec)
-    seen = set(metas) | in_corrupt | {names.parse_part_name(n) or 0 for n, _ in bad}
+    # The counter continues from what manifests knew and what valid parts use. Names of damaged
+    # or foreign entries do not count: a stray directory named ffffffffffffffff must not use up
+    # the ID space (allocation skips names still taken on disk anyway).
+    seen = set(metas) | (in_corrupt if not next_hint else set())
     epoch = max(epochs, default=0) + 1
     write_manifest(fs, table_dir, epoch, live, sorted(salvaged), max(next_hint, max(seen, default=0) + 1))
     return RepairResult(
@@ -135,6 +146,32 @@ def rebuild_manifest(
     )
 
 
+def _fingerprint(m: PartMeta) -> tuple[object, ...]:
+    """What a part is, whatever its directory is called or its record claims: its data (every
+    file's size and checksum; meta.bin's covers every frame's, through the index) and the moment
+    it was made. Two writes of the same rows differ in the latter; a copied directory does not."""
+    return (m.created_ns, m.rows, m.min_key, m.max_key, sorted(m.files.items()), sorted(m.checksums.items()))
+
+
+def _copies(metas: dict[int, PartMeta]) -> list[tuple[str, CorruptPartError]]:
+    """Parts that are copies of another (same fingerprint): all but the lowest ID are removed
+    from `metas` and returned, to be set aside, so the rebuilt manifest serves their rows once."""
+    first: dict[str, int] = {}
+    out = []
+    for pid in sorted(metas):
+        key = repr(_fingerprint(metas[pid]))
+        original = first.setdefault(key, pid)
+        if original != pid:
+            del metas[pid]
+            name = names.part_name(pid)
+            detail = (
+                f"a copy of part {names.part_name(original)} (same content, made at the same instant): "
+                "serving both would return its rows twice"
+            )
+            out.append((name, CorruptPartError(name, names.METADATA, -1, CorruptionReason.METADATA, detail)))
+    return out
+
+
 def repair_store(path: str, *, fs: FileSystem | None = None, registry: Any = None) -> list[RepairResult]:
     """Rebuild the manifest of every table that open would refuse; returns what was done.
 
@@ -144,13 +181,14 @@ def repair_store(path: str, *, fs: FileSystem | None = None, registry: Any = Non
     from lamina.io.fs import OSFileSystem, absolute
     from lamina.plugins import Registry
 
-    fs = fs or OSFileSystem()
-    root = absolute(path) if isinstance(fs, OSFileSystem) else posixpath.normpath(path)
+    raw = fs or OSFileSystem()
+    root = absolute(path) if isinstance(raw, OSFileSystem) else posixpath.normpath(path)
+    fs = confined(raw, root)
     if registry is None:
         registry = Registry()
         registry.load_entry_points()
     try:
-        lock = fs.lock(posixpath.join(root, names.STORE_LOCK))
+        lock = fs.lock(root)
     except BlockingIOError:
         raise StoreLockedError(root) from None
     out = []

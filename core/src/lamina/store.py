@@ -8,9 +8,11 @@ drops segments past retention. Closing flushes what is buffered and stops the th
 from __future__ import annotations
 
 import json
+import os
 import posixpath
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -19,18 +21,25 @@ import numpy as np
 
 from lamina import __version__, names, txn
 from lamina.batch import check_tag_name_limit, columns_from_batch, rows_to_batch
-from lamina.datasets import canonical_options, engine_for, load_options, store_options
+from lamina.datasets import DATASET_FILE, canonical_options, engine_for, load_options, store_options
+from lamina.disk import DiskGuard, Watermarks
 from lamina.engine import Engine
 from lamina.errors import (
     CorruptPartError,
+    ForeignEntryError,
+    ForkedStoreError,
     InvalidInputError,
     LaminaError,
+    StoreAlreadyOpenError,
     StoreClosedError,
     StoreLockedError,
 )
+from lamina.format.records import read_record_file
 from lamina.format.rows import take
+from lamina.io.confined import confined
+from lamina.io.descriptors import DescriptorCache
 from lamina.io.durable import TMP_SUFFIX, fsync_dir, makedirs, rmtree, write_atomic
-from lamina.io.fs import FileSystem, OSFileSystem, absolute
+from lamina.io.fs import DIR, FILE, FileLock, FileSystem, OSFileSystem, absolute, os_identity
 from lamina.log import get_logger
 from lamina.merge.policy import select_parts
 from lamina.metrics import Metrics
@@ -43,6 +52,29 @@ from lamina.txn import FlushGroup
 
 DESCRIPTOR_VERSION = 1
 log = get_logger(component="store")
+
+# Stores open in this process, by the identity of their directory: a second open of the same store
+# in one process is refused by name (flock alone cannot tell it from another process).
+_open_stores: dict[tuple[object, ...], weakref.ReferenceType[Store]] = {}
+_open_lock = threading.Lock()
+
+
+def _forget_stores_in_child() -> None:
+    """After fork(): the child owns none of the parent's open stores (their buffers and lock are
+    the parent's; each handle refuses use by its pid check), so none blocks a fresh open there."""
+    global _open_lock
+    _open_lock = threading.Lock()  # may have been held by another thread at the fork
+    _open_stores.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_stores_in_child)
+
+
+def _identity(fs: FileSystem, path: str) -> tuple[object, ...]:
+    if isinstance(fs, OSFileSystem):
+        return ("os", *os_identity(path))
+    return (id(fs), path)
 
 
 @attrs.frozen
@@ -81,6 +113,10 @@ class EngineHandle:
             hook=store.registry.pm.hook,
             allow_rollback=store.allow_rollback,
             auto_salvage=store.auto_salvage,
+            descriptors=store.descriptors,
+            disk=store.disk,
+            guard=store._check_process,
+            before_commit=store._before_commit,
         )
 
     # -- tables ------------------------------------------------------------------------------
@@ -166,12 +202,14 @@ class EngineHandle:
         for dataset in fs.listdir(root):
             dpath = posixpath.join(root, dataset)
             if not names.valid_dataset(dataset) or not fs.is_dir(dpath):
+                # `lamina check` reports it as an error; its rows (if any) are not served
+                log.bind(engine=self.name).warning("foreign entry {} left untouched", dpath)
                 continue
             # A crash inside define() leaves dataset.json.tmp (the atomic write's first step).
             # Removing it takes no barrier: if a power loss brings it back, the next open
-            # removes it again.
+            # removes it again. Only a regular file of that name is Lamina's.
             for n in fs.listdir(dpath):
-                if n.endswith(TMP_SUFFIX):
+                if n.endswith(TMP_SUFFIX) and fs.kind(posixpath.join(dpath, n)) == FILE:
                     fs.remove(posixpath.join(dpath, n))
             if self.engine.datasets is not None and any(
                 names.parse_segment_name(s) is not None for s in fs.listdir(dpath)
@@ -179,16 +217,23 @@ class EngineHandle:
                 self._env_for(dataset)  # options missing or damaged: refuse now, naming the file
             for seg in fs.listdir(dpath):
                 spath = posixpath.join(dpath, seg)
-                if seg.endswith(names.DROPPING_SUFFIX):  # a retention drop cut short: finish it
+                kind = fs.kind(spath)
+                if seg.endswith(names.DROPPING_SUFFIX) and kind == DIR:  # a drop cut short: finish it
                     # The rename may be in the page cache only (a process killed before the
                     # drop's own fsync): make it durable before unlinking inside, for the reason
                     # `_remove_segment` gives. Only after a crash, so a clean open writes nothing.
                     fsync_dir(fs, dpath)
-                    rmtree(fs, spath)
+                    try:
+                        rmtree(fs, spath)
+                    except ForeignEntryError as e:
+                        log.bind(engine=self.name).warning("expired segment {} left in place: {}", spath, e)
                     continue
                 start = names.parse_segment_name(seg)
-                if start is not None and fs.is_dir(posixpath.join(spath, names.shard_name(0))):
+                shard = posixpath.join(spath, names.shard_name(0))
+                if start is not None and kind == DIR and fs.is_dir(shard):
                     self._table(dataset, start)
+                elif seg != DATASET_FILE:
+                    log.bind(engine=self.name).warning("foreign entry {} left untouched", spath)
 
     def tables(self, dataset: str | None = None) -> list[Table]:
         with self._lock:
@@ -230,6 +275,7 @@ class EngineHandle:
         n = prep.rows_count
         if n == 0:
             return 0
+        self.store.disk.check_write()  # before any table is created for these rows
         rows = prep.rows
         interval = self.engine.segment_interval_ns
         segs = rows[self.schema(prep.dataset).timestamp] // interval
@@ -254,6 +300,7 @@ class EngineHandle:
         """Flush every table's buffer; durable when it returns. Returns the new part IDs.
 
         A failing table does not stop the others from flushing; the first error is raised after."""
+        self.store._check_process()
         out = []
         first: BaseException | None = None
         groups: list[FlushGroup] = []
@@ -310,6 +357,7 @@ class EngineHandle:
     # -- maintenance -------------------------------------------------------------------------
     def merge_now(self, *, force: bool = True) -> int:
         """Merge now. `force`: every table with 2+ parts into one part; else one policy round."""
+        self.store._check_process()
         merges = 0
         for t in self.tables():
             # A merge that met a damaged input quarantined it and returned None: choose again from
@@ -326,6 +374,7 @@ class EngineHandle:
 
     def apply_retention(self, now_ns: int | None = None) -> int:
         """Drop whole segments that ended before now - retention. Returns segments dropped."""
+        self.store._check_process()
         if self.engine.retention_ns is None:
             return 0
         now_ns = time.time_ns() if now_ns is None else now_ns
@@ -411,9 +460,19 @@ class Store:
         merge_interval_s: float = 1.0,
         allow_rollback: bool = False,
         auto_salvage: bool = False,
+        max_open_files: int | None = None,
+        disk_watermarks: Watermarks | None = Watermarks(),  # noqa: B008 - frozen, shared safely
     ) -> None:
-        self.fs = fs or OSFileSystem()
-        self.path = absolute(path) if isinstance(self.fs, OSFileSystem) else posixpath.normpath(path)
+        raw = fs or OSFileSystem()
+        self.path = absolute(path) if isinstance(raw, OSFileSystem) else posixpath.normpath(path)
+        #: Every mutation below the store's root refuses to pass through a symlink (io/confined.py).
+        self.fs = confined(raw, self.path)
+        #: Read descriptors of every part of the store, at most `max_open_files` idle ones
+        #: (default: a quarter of the process's soft limit, see io/descriptors.py).
+        self.descriptors = DescriptorCache(self.fs, max_open_files)
+        #: Refuses writes above the high watermark of the disk, and merges that cannot fit (disk.py).
+        self.disk = DiskGuard(self.fs, self.path, disk_watermarks)
+        self._pid = os.getpid()
         if registry is None:
             registry = Registry()
             if engines is None:
@@ -436,10 +495,7 @@ class Store:
         # path from the file system root down, this store's directory included. A barrier here
         # was always masked by that one (the barrier-mutation test could not observe it).
         makedirs(self.fs, self.path)
-        try:
-            self._lock = self.fs.lock(posixpath.join(self.path, names.STORE_LOCK))
-        except BlockingIOError:
-            raise StoreLockedError(self.path) from None
+        self._lock = self._take_lock(raw)
         try:
             self._init_dir()
             # before any table recovers: a table removes part directories its manifest does not
@@ -448,7 +504,7 @@ class Store:
             for name in sorted(self.registry.engines):
                 self.engine(name)._discover()
         except BaseException:
-            self._lock.release()
+            self._release_lock()
             raise
         self._wakeup = threading.Event()
         self._thread: threading.Thread | None = None
@@ -456,11 +512,44 @@ class Store:
             self._thread = threading.Thread(target=self._background, name="lamina-background", daemon=True)
             self._thread.start()
 
+    def _take_lock(self, raw: FileSystem) -> FileLock:
+        """Lock the store directory itself (not a lock file, which could be unlinked from under a
+        live writer and let a second one in), refusing a second open in this process by name."""
+        self._identity = _identity(raw, self.path)
+        with _open_lock:
+            other = _open_stores.get(self._identity)
+            if other is not None and (o := other()) is not None and not o._closed:
+                raise StoreAlreadyOpenError(self.path)
+            try:
+                lock = self.fs.lock(self.path)
+            except BlockingIOError:
+                raise StoreLockedError(self.path) from None
+            _open_stores[self._identity] = weakref.ref(self)
+        return lock
+
+    def _release_lock(self) -> None:
+        with _open_lock:
+            if (ref := _open_stores.get(self._identity)) is not None and ref() is self:
+                del _open_stores[self._identity]
+        self._lock.release()
+
+    def _check_process(self) -> None:
+        """Refuse use from a forked child: its copy of the buffers is the parent's, and the
+        parent goes on writing; both flushing them would duplicate rows, and commits from two
+        processes would race on the manifests."""
+        if os.getpid() != self._pid:
+            raise ForkedStoreError(self.path, self._pid)
+
+    def _before_commit(self) -> None:
+        """Checked right before every commit point: this process still owns the store."""
+        self._check_process()
+        self._lock.verify()
+
     def _init_dir(self) -> None:
         desc = posixpath.join(self.path, names.STORE_DESCRIPTOR)
         if self.fs.exists(desc):
             try:
-                data = json.loads(self.fs.read_file(desc))
+                data = json.loads(read_record_file(self.fs, desc))
                 version = data["format_version"]
             except (ValueError, KeyError, TypeError) as e:
                 raise LaminaError(f"{desc} is not a Lamina store descriptor: {e}") from None
@@ -571,6 +660,7 @@ class Store:
         return q
 
     def _check_open(self) -> None:
+        self._check_process()
         if self._closed:
             raise StoreClosedError(f"store {self.path} is closed")
 
@@ -630,8 +720,15 @@ class Store:
             log.opt(exception=e).error("background {} failed; retrying in {:.0f}s", what, delay)
 
     def close(self) -> None:
-        """Flush buffered rows, stop background work, release every part."""
+        """Flush buffered rows, stop background work, release every part.
+
+        In a forked child it only lets go of its copy of the handle: the buffered rows and the
+        lock are the parent's, which goes on using them."""
         if self._closed:
+            return
+        if os.getpid() != self._pid:
+            self._closed = True
+            self._lock.abandon()
             return
         try:
             self.flush()
@@ -642,7 +739,8 @@ class Store:
                 self._thread.join()
             for h in self._handles.values():
                 h.close()
-            self._lock.release()
+            self.descriptors.close()
+            self._release_lock()
 
     def __enter__(self) -> Store:
         return self

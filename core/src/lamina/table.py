@@ -19,24 +19,29 @@ import numpy as np
 
 from lamina import names
 from lamina.commit import DirSink, prune_manifests, publish, remove_partial, write_manifest, write_mem_part
+from lamina.disk import DiskGuard
 from lamina.engine import Engine, keep_all_rows
 from lamina.errors import (
     CommitUncertainError,
     CorruptionReason,
     CorruptManifestError,
     CorruptPartError,
+    ForeignEntryError,
+    ManifestMissingError,
     MissingPartError,
+    PartIdExhaustedError,
     PoisonedTableError,
     StoreClosedError,
 )
 from lamina.format.compression import ZstdDict
-from lamina.format.part_meta import SUPPORTED_VERSIONS, Manifest, PartMeta
-from lamina.format.part_reader import DirSource, MemSource, PartReader
+from lamina.format.part_meta import MAX_PART_ID, SUPPORTED_VERSIONS, Manifest, PartMeta
+from lamina.format.part_reader import DirSource, MemSource, PartReader, os_error
 from lamina.format.part_writer import MemSink, PartWriter, block_bounds, key_of, tags_for_rows
-from lamina.format.records import RecordError, load_record
+from lamina.format.records import RecordError, load_record, read_record_file
 from lamina.format.rows import Rows, concat, row_sizes, rows_len, take
+from lamina.io.descriptors import DescriptorCache
 from lamina.io.durable import TMP_SUFFIX, FsyncFailed, fsync_dir, makedirs_durable, rmtree
-from lamina.io.fs import FileSystem
+from lamina.io.fs import DIR, FILE, FileSystem
 from lamina.log import get_logger
 from lamina.merge.merger import merge_parts
 from lamina.metrics import Metrics
@@ -81,6 +86,15 @@ class TableEnv:
     hook: Any  # pluggy hook relay
     allow_rollback: bool = False
     threads: int = 2
+    #: The store's shared read descriptors (io/descriptors.py); a private one when None.
+    descriptors: DescriptorCache | None = None
+    #: Checks that a merge's output fits on the disk before it starts (disk.py).
+    disk: DiskGuard | None = None
+    #: Called before every write: raises if this process may not use the table (a fork).
+    guard: Callable[[], None] | None = None
+    #: Called before every commit point: raises if this handle may no longer write (the store's
+    #: lock was lost, or the process is a fork of the one that opened it).
+    before_commit: Callable[[], None] | None = None
     #: Salvage every part right after it is quarantined (salvage.py).
     auto_salvage: bool = False
 
@@ -136,18 +150,31 @@ class Table:
 
     # -- open & recovery ---------------------------------------------------------------------
     def open(self) -> Table:
-        """Create or recover the table (SPEC §6). Idempotent; safe to crash in."""
+        """Create or recover the table (SPEC §6). Idempotent; safe to crash in.
+
+        Only what Lamina makes is ever removed: a symlink, FIFO or other special entry, or a
+        regular file named like a part, is foreign, logged and left alone (`lamina check`
+        reports it); a listed part that is a symlink refuses the open, naming it. An OS error
+        that proves nothing about the data (descriptors, memory, permissions, EIO) fails the
+        open with `EnvironmentIOError` and quarantines nothing."""
         fs = self.fs
         if not fs.exists(self.path):
             self._ensure_durable_path()
         entries = fs.listdir(self.path)
+        kinds = {n: fs.kind(posixpath.join(self.path, n)) for n in entries}
+        for name, kind in kinds.items():
+            if kind not in (FILE, DIR):
+                self.log.warning("foreign {} {} in table directory left untouched", kind, name)
         # Removing leftovers (here and below) takes no barrier: a leftover that a power loss
         # brings back is a leftover again at the next open (SPEC §4 fsyncs an unlink only when
         # its result must survive; the barrier-mutation test confirms nothing can observe it).
         for name in entries:  # leftovers of interrupted atomic writes
-            if name.endswith(TMP_SUFFIX):
+            if name.endswith(TMP_SUFFIX) and kinds[name] == FILE:
                 fs.remove(posixpath.join(self.path, name))
         epochs = sorted((e for n in entries if (e := names.parse_manifest_name(n)) is not None), reverse=True)
+        part_dirs = {pid: n for n in entries if (pid := names.parse_part_name(n)) is not None}
+        if not epochs and any(kinds[n] == DIR for n in part_dirs.values()):
+            raise ManifestMissingError(self.path, sorted(n for n in part_dirs.values() if kinds[n] == DIR))
         manifest = self._load_newest_manifest(epochs)
         live_ids = set(manifest.parts) if manifest else set()
         # After a rollback the damaged newer manifests remain: continue above them, so the next
@@ -155,26 +182,24 @@ class Table:
         rolled_back = manifest is not None and manifest.epoch != epochs[0]
         self._epoch = epochs[0] if epochs else 0
         self.salvaged = set(manifest.salvaged) if manifest else set()
-        seen_ids = set(live_ids)
         cdir = posixpath.join(self.path, names.CORRUPT_DIR)
         corrupt = set(fs.listdir(cdir)) if fs.is_dir(cdir) else set()
-        seen_ids |= {pid for n in corrupt if (pid := names.parse_part_name(n[:16])) is not None}
         # A listed part that is gone (and not set aside in corrupt/) stops the open *before*
-        # anything is removed: a failing open must never destroy what repair would need.
+        # anything is removed: a failing open must never destroy what repair would need. So does
+        # one that is a symlink: following it would serve (and later delete) data outside.
         for pid in sorted(live_ids):
             pname = names.part_name(pid)
-            if not fs.exists(posixpath.join(self.path, pname)) and pname not in corrupt:
+            kind = kinds.get(pname)
+            if kind is None and pname not in corrupt:
                 raise MissingPartError(self.path, pname)
-        unlisted = []
-        for name in fs.listdir(self.path):
-            pid = names.parse_part_name(name)
-            if pid is None:
-                if name not in (names.CORRUPT_DIR,) and names.parse_manifest_name(name) is None:
-                    self.log.warning("foreign entry {} in table directory left untouched", name)
-                continue
-            seen_ids.add(pid)
-            if pid not in live_ids:
-                unlisted.append(name)
+            if kind not in (None, FILE, DIR):
+                raise ForeignEntryError(
+                    posixpath.join(self.path, pname),
+                    kind or "entry",
+                    "it is listed as a live part: move the part's directory back in its place "
+                    "(Lamina never follows a symlink inside its store), then reopen",
+                )
+        unlisted = [n for pid, n in sorted(part_dirs.items()) if pid not in live_ids and kinds[n] == DIR]
         if unlisted and manifest is not None:
             # The manifest that no longer lists these parts may be in the page cache only: a
             # process killed between its rename and the directory fsync leaves it so. Deleting a
@@ -184,24 +209,32 @@ class Table:
             fsync_dir(fs, self.path)
         for name in unlisted:
             # uncommitted flush/merge output, or a retired part whose deletion was cut short
-            rmtree(fs, posixpath.join(self.path, name))
-        self._next_id = max(max(seen_ids, default=0) + 1, manifest.next_part_id if manifest else 0)
+            try:
+                rmtree(fs, posixpath.join(self.path, name))
+            except ForeignEntryError as e:
+                self.log.warning("unlisted part {} left in place: {}", name, e)
+        # IDs come from the manifest's counter (validated when it was loaded), never from names
+        # found on disk: a stray directory named ffffffffffffffff must not use up the 16-digit
+        # ID space. Quarantined and salvaged IDs only count for a manifest older than the
+        # counter; names still taken on disk are skipped by `allocate_id`.
+        counter = manifest.next_part_id if manifest else 0
+        known = list(live_ids)
+        if not counter:
+            known += self.salvaged
+            known += [p for n in corrupt if (p := names.parse_part_name(n[:16])) is not None]
+        self._next_id = max(max(known, default=0) + 1, counter)
         dropped: list[int] = []
         for pid in sorted(live_ids):
             pname = names.part_name(pid)
             ppath = posixpath.join(self.path, pname)
-            if not fs.exists(ppath):  # checked above: a quarantine interrupted before its manifest
+            if kinds.get(pname) is None:  # checked above: a quarantine interrupted before its manifest
                 self._finish_interrupted_quarantine(pname)
                 dropped.append(pid)
                 continue
             try:
                 self._remove_tmp_files(ppath)
                 reader = self._open_part(pname)
-            except (CorruptPartError, OSError) as e:
-                if isinstance(e, OSError):  # EIO, a directory where a file belongs, ...
-                    e = CorruptPartError(
-                        pname, posixpath.basename(e.filename or ""), -1, CorruptionReason.IO_ERROR, str(e)
-                    )
+            except CorruptPartError as e:
                 e.with_engine(self.engine.name)
                 self._set_aside(pname, e, stage="open")
                 dropped.append(pid)
@@ -228,18 +261,24 @@ class Table:
     def _remove_tmp_files(self, part_dir: str) -> None:
         """A `*.tmp` inside a committed part is the debris of an atomic write cut short (an
         operator's copy, say): never data the part depends on, so it is removed, not a reason to
-        quarantine the part."""
+        quarantine the part. Only a regular file is: a symlink or FIFO of that name is foreign,
+        and the part's validation reports it."""
         if not self.fs.is_dir(part_dir):
             return
-        for n in self.fs.listdir(part_dir):
-            if n.endswith(TMP_SUFFIX):  # cleanup: no barrier (see `open`)
-                self.fs.remove(posixpath.join(part_dir, n))
+        try:
+            listing = self.fs.listdir(part_dir)
+        except OSError as e:
+            raise os_error(posixpath.basename(part_dir), "", -1, e, "listing", self.engine.name) from None
+        for n in listing:
+            p = posixpath.join(part_dir, n)
+            if n.endswith(TMP_SUFFIX) and self.fs.kind(p) == FILE:  # cleanup: no barrier (see `open`)
+                self.fs.remove(p)
 
     def _load_newest_manifest(self, epochs: list[int]) -> Manifest | None:
         for i, epoch in enumerate(epochs):
             path = posixpath.join(self.path, names.manifest_name(epoch))
             try:
-                m = load_record(self.fs.read_file(path), Manifest, SUPPORTED_VERSIONS)
+                m = load_record(read_record_file(self.fs, path), Manifest, SUPPORTED_VERSIONS)
                 if m.epoch != epoch:
                     raise RecordError([f"epoch {m.epoch} in a file named for epoch {epoch}"])
                 return m
@@ -288,7 +327,7 @@ class Table:
 
     def _open_part(self, pname: str, meta: PartMeta | None = None) -> PartReader:
         return PartReader.open(
-            DirSource(self.fs, posixpath.join(self.path, pname)),
+            DirSource(self.fs, posixpath.join(self.path, pname), self.env.descriptors),
             pname,
             meta=meta,
             kinds=self.kinds,
@@ -321,6 +360,8 @@ class Table:
 
     # -- commit (the introducer) -------------------------------------------------------------
     def _check_writable(self) -> None:
+        if self.env.guard is not None:
+            self.env.guard()
         if self._closed:
             raise StoreClosedError(f"table {self.path} is closed")
         if self._poison is not None:
@@ -344,6 +385,8 @@ class Table:
         self._path_durable = True
 
     def _write_manifest(self, parts: list[int], salvaged: set[int] | None = None) -> None:
+        if self.env.before_commit is not None:
+            self.env.before_commit()
         if not self._path_durable:
             self._guard_fsync(self._ensure_durable_path)
         epoch = self._epoch + 1
@@ -420,9 +463,16 @@ class Table:
             h.retire()
 
     def allocate_id(self) -> int:
+        """The next part ID from the manifest's counter. A name still taken on disk (a leftover
+        that could not be removed, a foreign entry) is skipped, never reused; past the last
+        16-digit ID allocation fails (`PartIdExhaustedError`), it never wraps or widens."""
         with self._commit_lock:
             pid = self._next_id
-            self._next_id += 1
+            while pid <= MAX_PART_ID and self.fs.exists(posixpath.join(self.path, names.part_name(pid))):
+                pid += 1
+            if pid > MAX_PART_ID:
+                raise PartIdExhaustedError(self.path)
+            self._next_id = pid + 1
             return pid
 
     # -- writes & memory parts ---------------------------------------------------------------
@@ -632,6 +682,10 @@ class Table:
 
     def _merge(self, inputs: list[PartHandle]) -> int | None:
         t0 = time.monotonic()
+        if self.env.disk is not None:  # before anything is written: a merge that cannot fit never starts
+            self.env.disk.check_merge(
+                sum(h.reader.meta.data_size() for h in inputs), f"merging {len(inputs)} parts of {self.path}"
+            )
         pid = self.allocate_id()
         pname = names.part_name(pid)
         ppath = posixpath.join(self.path, pname)

@@ -50,6 +50,7 @@ from lamina.commit import remove_partial, write_manifest
 from lamina.errors import (
     CommitUncertainError,
     CorruptManifestError,
+    ForeignEntryError,
     LaminaError,
     MissingPartError,
     PoisonedTableError,
@@ -59,7 +60,7 @@ from lamina.format.checksum import crc32c
 from lamina.format.part_meta import SUPPORTED_VERSIONS, Manifest, PartMeta
 from lamina.format.records import RecordError, dump_record, load_record
 from lamina.io.durable import TMP_SUFFIX, FsyncFailed, fsync_dir, makedirs_durable, write_atomic
-from lamina.io.fs import FileSystem
+from lamina.io.fs import DIR, FILE, FileSystem
 from lamina.log import get_logger
 
 if TYPE_CHECKING:
@@ -361,18 +362,29 @@ def recover(fs: FileSystem, root: str) -> int:
     """Roll every pending intent forward; returns how many. Runs at open before any table opens
     (a table's recovery removes part directories its manifest does not list)."""
     txn_dir = posixpath.join(root, names.TXN_DIR)
-    if not fs.is_dir(txn_dir):
+    kind = fs.kind(txn_dir)
+    if kind is None:
         return 0
+    if kind != DIR:
+        # Ignoring it would drop the intents it may hold (a transaction half committed), and
+        # following it would act outside the store: refuse, naming it.
+        raise ForeignEntryError(
+            txn_dir,
+            kind,
+            "it is where pending transactions are recorded: replace it with a real directory "
+            "holding the same files (move them back into the store), then reopen",
+        )
     entries = sorted(fs.listdir(txn_dir))
     done = 0
     changed = durable_intents = False
     for name in entries:
         path = posixpath.join(txn_dir, name)
-        if name.endswith(TMP_SUFFIX):  # an intent never renamed into place: not committed
+        entry_kind = fs.kind(path)
+        if name.endswith(TMP_SUFFIX) and entry_kind == FILE:  # an intent never renamed into place
             fs.remove(path)
             changed = True
             continue
-        if names.parse_intent_name(name) is None:
+        if names.parse_intent_name(name) is None or entry_kind != FILE:
             log.warning("foreign entry {} in {} left untouched", name, txn_dir)
             continue
         try:

@@ -17,15 +17,36 @@ FORMAT_VERSION = 2
 SUPPORTED_VERSIONS = (1, 2)
 
 
+#: Part IDs are 16 hex digits in directory names: the largest one that fits. Allocation past it is
+#: an error, never a wider name that Lamina's own parser would call foreign.
+MAX_PART_ID = 2**64 - 1
+
+
 def _non_negative(_i: object, a: attrs.Attribute, v: int) -> None:  # type: ignore[type-arg]
     if v < 0:
         raise ValueError(f"{a.name} must be >= 0 (got {v})")
 
 
+def _part_id(_i: object, a: attrs.Attribute, v: int) -> None:  # type: ignore[type-arg]
+    if not 0 <= v <= MAX_PART_ID:
+        raise ValueError(f"{a.name} {v} is not a part ID (0 to {MAX_PART_ID:#x})")
+
+
+def _part_ids(_i: object, a: attrs.Attribute, v: list[int]) -> None:  # type: ignore[type-arg]
+    bad = [x for x in v if not 0 <= x <= MAX_PART_ID]
+    if bad:
+        raise ValueError(f"{a.name} holds {bad[0]}, which is not a part ID (0 to {MAX_PART_ID:#x})")
+
+
+def _next_id(_i: object, a: attrs.Attribute, v: int) -> None:  # type: ignore[type-arg]
+    if not 0 <= v <= MAX_PART_ID + 1:
+        raise ValueError(f"{a.name} {v} is outside the part ID space")
+
+
 @attrs.frozen
 class PartMeta:
     format_version: int
-    part_id: int = attrs.field(validator=_non_negative)
+    part_id: int = attrs.field(validator=_part_id)
     engine: str
     dataset: str
     rows: int = attrs.field(validator=_non_negative)
@@ -52,7 +73,7 @@ class PartMeta:
     #: Tag name -> value type (str, int, float, bytes, or mixed) for the TAGS column.
     tags: dict[str, str]
     #: Source part IDs of a merge output (empty for a flush).
-    lineage: list[int]
+    lineage: list[int] = attrs.field(validator=_part_ids)
     level: int = attrs.field(validator=_non_negative)
     #: CRC32C id of the zstd dictionary in `zstd.dict` (0 = none).
     dictionary_id: int
@@ -83,14 +104,14 @@ class Manifest:
 
     format_version: int
     epoch: int = attrs.field(validator=_non_negative)
-    parts: list[int]
+    parts: list[int] = attrs.field(validator=_part_ids)
     created_ns: int
     #: Quarantined part IDs whose rows were salvaged (or restored) into a live part. Recorded in
     #: the same commit as the salvaged part, so a salvage is atomic and never repeated.
-    salvaged: list[int] = attrs.field(factory=list)
+    salvaged: list[int] = attrs.field(factory=list, validator=_part_ids)
     #: High-water mark of allocated part IDs: an ID is never reused, even after its part was
     #: dropped (a reused ID would inherit marks such as `salvaged`).
-    next_part_id: int = 0
+    next_part_id: int = attrs.field(default=0, validator=_next_id)
 
 
 @attrs.frozen

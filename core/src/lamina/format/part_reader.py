@@ -9,6 +9,7 @@ found; what to do about it (quarantine) is decided in one place elsewhere.
 from __future__ import annotations
 
 import bisect
+import errno
 import posixpath
 import threading
 from collections import OrderedDict
@@ -19,7 +20,7 @@ import numpy as np
 
 from lamina import names
 from lamina.errors import CorruptionReason as R
-from lamina.errors import CorruptPartError, ShortReadError
+from lamina.errors import CorruptPartError, EnvironmentIOError, LaminaError, ShortReadError
 from lamina.format import compression
 from lamina.format.block_index import ENTRY, Granule, MetaIndex, decode_granule, decode_meta
 from lamina.format.bloom import BloomFilter
@@ -33,9 +34,9 @@ from lamina.format.records import RecordError, load_record
 from lamina.format.rows import Rows
 from lamina.format.tag_filter import TagFilters
 from lamina.format.tags import MODE_DICT, TagDict, decode_chunk, decode_tag_meta
-from lamina.io.fs import FileSystem, ReadableFile
-from lamina.io.reader import read_exact
-from lamina.schema import ColumnKind
+from lamina.io.descriptors import DescriptorCache
+from lamina.io.fs import DIR, FILE, FileSystem, NotRegularFileError, proves_damage
+from lamina.schema import BlockSchema, ColumnKind
 
 # Decoded granule chunks kept per part, by decoded size (LRU). A merged part of 300k spans holds
 # ~37 granules x 9 granule streams of timestamps, durations and tag codes: ~8 MB decoded, so the
@@ -89,36 +90,58 @@ class MemSource:
 
 
 class DirSource:
-    """A part directory; file handles opened lazily and kept for the part's lifetime."""
+    """A part directory, read through the store's descriptor cache (io/descriptors.py): a part
+    holds no descriptor of its own, so the number of parts is not bounded by the fd limit."""
 
-    def __init__(self, fs: FileSystem, path: str) -> None:
+    def __init__(self, fs: FileSystem, path: str, descriptors: DescriptorCache | None = None) -> None:
         self.fs, self.path = fs, path
-        self._handles: dict[str, ReadableFile] = {}
-        self._lock = threading.Lock()
-
-    def _handle(self, name: str) -> ReadableFile:
-        h = self._handles.get(name)
-        if h is None:
-            with self._lock:
-                h = self._handles.get(name)
-                if h is None:
-                    h = self._handles[name] = self.fs.open_read(posixpath.join(self.path, name))
-        return h
+        self._private = descriptors is None
+        self.descriptors = DescriptorCache(fs, 8) if descriptors is None else descriptors
 
     def read(self, name: str, offset: int, size: int) -> bytes:
-        return read_exact(self._handle(name), offset, size)
+        return self.descriptors.pread_exact(posixpath.join(self.path, name), offset, size)
 
     def read_all(self, name: str) -> bytes:
         return self.fs.read_file(posixpath.join(self.path, name))
 
     def listing(self) -> dict[str, int]:
-        return {n: self.fs.file_size(posixpath.join(self.path, n)) for n in self.fs.listdir(self.path)}
+        """File name -> size. A symlink or special file among them raises NotRegularFileError:
+        it is never opened, and its presence alone makes the part something Lamina did not write."""
+        out = {}
+        for n in self.fs.listdir(self.path):
+            p = posixpath.join(self.path, n)
+            kind = self.fs.kind(p)
+            if kind != FILE:
+                if kind == DIR:
+                    raise IsADirectoryError(errno.EISDIR, "a directory inside a part", p)
+                raise NotRegularFileError(p, kind or "vanished entry")
+            out[n] = self.fs.file_size(p)
+        return out
 
     def close(self) -> None:
-        with self._lock:
-            for h in self._handles.values():
-                h.close()
-            self._handles.clear()
+        if self._private:
+            self.descriptors.close()
+        else:
+            self.descriptors.forget(self.path)
+
+
+def os_error(part: str, fname: str, offset: int, e: OSError, doing: str, engine: str = "") -> LaminaError:
+    """What an OS error met while reading a part means: damage (`CorruptPartError`, the part will
+    be quarantined) only when it proves the part is not what was written; otherwise an
+    `EnvironmentIOError` naming the part, which fails the operation and leaves the part live."""
+    if isinstance(e, LaminaError):
+        return e
+    if not proves_damage(e):
+        where = f"{fname} of part {part}" if fname else f"part {part}"
+        return EnvironmentIOError(f"{doing} {where}", e)
+    if isinstance(e, NotRegularFileError):
+        reason, detail = R.NOT_REGULAR, f"{posixpath.basename(e.filename or fname)} is a {e.kind}, not a file"
+    elif isinstance(e, FileNotFoundError):
+        reason, detail = R.MISSING_FILE, f"vanished while {doing}"
+    else:
+        reason, detail = R.IO_ERROR, f"{type(e).__name__}: {e}"
+    found = posixpath.basename(e.filename) if e.filename and not fname else fname
+    return CorruptPartError(part, found, offset, reason, detail, engine=engine)
 
 
 def parse_metadata(data: bytes, part: str) -> PartMeta:
@@ -194,9 +217,15 @@ class PartReader:
                 raise CorruptPartError(
                     name, "", -1, R.MISSING_FILE, f"part is not a directory: {e}"
                 ) from None
+            except OSError as e:
+                raise os_error(name, "", -1, e, "listing") from None
             if names.METADATA not in listing:
                 raise CorruptPartError(name, names.METADATA, -1, R.MISSING_FILE, "no commit record")
-            meta = parse_metadata(source.read_all(names.METADATA), name)
+            try:
+                raw = source.read_all(names.METADATA)
+            except OSError as e:
+                raise os_error(name, names.METADATA, -1, e, "reading") from None
+            meta = parse_metadata(raw, name)
             if names.parse_part_name(name) is not None and meta.part_id != int(name, 16):
                 raise CorruptPartError(
                     name,
@@ -294,6 +323,8 @@ class PartReader:
             raise CorruptPartError(
                 self.name, fname, -1, R.MISSING_FILE, "file vanished", engine=self.engine
             ) from None
+        except OSError as e:
+            raise os_error(self.name, fname, offset, e, "reading", self.engine) from None
 
     def _decode(self, fname: str, offset: int, fn: Callable[[], Any]) -> Any:
         try:
@@ -804,8 +835,12 @@ class PartReader:
             out.append((int(e["codec"]), self.read_frame_raw(fname, e), int(e["raw"]), int(e["crc"])))
         return out
 
-    def verify_all(self) -> int:
-        """Deep check: read, checksum and decode every frame of the part. Returns frames checked."""
+    def verify_all(self, schema: BlockSchema | None = None) -> int:
+        """Deep check: read, checksum and decode every frame of the part. Returns frames checked.
+
+        With the engine's `schema`, also recompute every statistic queries prune on (block,
+        granule and part time bounds and keys, column ranges, the key filter) and compare it
+        with what the part records (format/statistics.py)."""
         n = 0
         for t in self.meta.tags:
             self.tag_mode(t)
@@ -835,6 +870,10 @@ class PartReader:
                             self.name, names.TAG_FILTERS, -1, R.DECODE, problem, engine=self.engine
                         )
             n += 1
+        if schema is not None:
+            from lamina.format.statistics import verify_statistics
+
+            verify_statistics(self, schema)
         return n + len(self.index.granules)
 
     def close(self) -> None:

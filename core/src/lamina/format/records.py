@@ -13,8 +13,11 @@ from typing import Any, TypeVar
 
 import cattrs
 from cattrs.preconf.json import make_converter
+from cattrs.v import format_exception
 
+from lamina.errors import EnvironmentIOError
 from lamina.format.checksum import crc32c
+from lamina.io.fs import FileSystem, proves_damage
 
 T = TypeVar("T")
 
@@ -27,6 +30,18 @@ class RecordError(ValueError):
         #: True when the record is well-formed but of a format version this Lamina cannot read.
         self.version = version
         super().__init__("; ".join(reasons))
+
+
+def read_record_file(fs: FileSystem, path: str) -> bytes:
+    """The bytes of a record file. An entry that is not one (a directory, a symlink or FIFO,
+    which are never opened) is a damaged record: `RecordError`. Any other OS error says nothing
+    about the record (EMFILE, EACCES, EIO): `EnvironmentIOError`, never "damaged"."""
+    try:
+        return fs.read_file(path)
+    except OSError as e:
+        if proves_damage(e):
+            raise RecordError([f"{path} cannot be read as a record: {e}"]) from None
+        raise EnvironmentIOError(f"reading {path}", e) from None
 
 
 def _strict(tp: type) -> Any:
@@ -58,6 +73,13 @@ def dump_record(record: Any) -> bytes:
     body = CONVERTER.unstructure(record)
     body[CHECKSUM_KEY] = crc32c(_canonical(body))
     return json.dumps(body, indent=1).encode() + b"\n"
+
+
+def _explain(exc: BaseException, tp: type | None) -> str:
+    """cattrs' description of a failure, plus a validator's own message ("next_part_id ... is
+    outside the part ID space" says more than "invalid value")."""
+    text = format_exception(exc, tp)
+    return f"{text}: {exc}" if isinstance(exc, ValueError) and str(exc) else text
 
 
 def load_record(data: bytes, cls: type[T], supported_versions: tuple[int, ...]) -> T:
@@ -92,6 +114,6 @@ def load_record(data: bytes, cls: type[T], supported_versions: tuple[int, ...]) 
     try:
         return CONVERTER.structure(body, cls)
     except cattrs.BaseValidationError as e:
-        raise RecordError(cattrs.transform_error(e, path=cls.__name__)) from None
+        raise RecordError(cattrs.transform_error(e, path=cls.__name__, format_exception=_explain)) from None
     except (TypeError, ValueError) as e:
         raise RecordError([str(e.args[0] if e.args else e)]) from None

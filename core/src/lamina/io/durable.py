@@ -14,7 +14,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from lamina.io.fs import FileSystem, WritableFile
+from lamina.errors import ForeignEntryError
+from lamina.io.fs import DIR, FILE, FileSystem, WritableFile
 
 TMP_SUFFIX = ".tmp"
 _BUFFER = 256 * 1024
@@ -90,8 +91,8 @@ class SeqWriter:
         self._buf += data
         self.bytes_written += len(data)
         if len(self._buf) >= _BUFFER:
-            self._file.write(self._buf)
-            self._buf.clear()
+            buf, self._buf = self._buf, bytearray()
+            self._file.write(buf)
         return offset
 
     def close(self) -> None:
@@ -101,17 +102,23 @@ class SeqWriter:
         try:
             if self._buf:
                 self._file.write(self._buf)
-                self._buf.clear()
+                self._buf = bytearray()
             _timed_fsync("data", self._file.fsync)
         finally:
             self._file.close()
 
     def abort(self) -> None:
-        """Close the handle without making anything durable (the output will be removed)."""
+        """Close the handle without making anything durable (the output will be removed).
+
+        The handle is closed first and whatever happens: a descriptor left open on a file that
+        is then unlinked keeps its space allocated until the process exits (on a full disk, the
+        space a retry needs)."""
         if not self._closed:
             self._closed = True
-            self._buf.clear()
-            self._file.close()
+            try:
+                self._file.close()
+            finally:
+                self._buf = bytearray()  # a new buffer: never resize one a failed write may still export
 
 
 def write_file_durable(fs: FileSystem, path: str, data: bytes | bytearray | memoryview) -> None:
@@ -191,12 +198,37 @@ def makedirs_durable(fs: FileSystem, path: str) -> None:
 
 
 def rmtree(fs: FileSystem, path: str) -> None:
-    """Remove a directory tree (idempotent: a missing path is fine; a crash midway is fine)."""
-    if not fs.exists(path):
+    """Remove a directory tree Lamina made (idempotent: a missing path is fine; a crash midway is
+    fine). A foreign entry anywhere in it (a symlink, FIFO, socket or device) stops it before
+    anything is removed, with `ForeignEntryError` naming the entry: Lamina never deletes what it
+    did not make, and never deletes through a symlink."""
+    kind = fs.kind(path)
+    if kind is None:
         return
-    if not fs.is_dir(path):
+    foreign = _first_foreign(fs, path, kind)
+    if foreign is not None:
+        raise ForeignEntryError(*foreign)
+    _remove_tree(fs, path, kind)
+
+
+def _first_foreign(fs: FileSystem, path: str, kind: str | None) -> tuple[str, str] | None:
+    if kind == DIR:
+        for name in fs.listdir(path):
+            child = posixpath.join(path, name)
+            found = _first_foreign(fs, child, fs.kind(child))
+            if found is not None:
+                return found
+        return None
+    return None if kind in (FILE, None) else (path, kind)
+
+
+def _remove_tree(fs: FileSystem, path: str, kind: str | None) -> None:
+    if kind is None:
+        return
+    if kind != DIR:
         fs.remove(path)
         return
     for name in fs.listdir(path):
-        rmtree(fs, posixpath.join(path, name))
+        child = posixpath.join(path, name)
+        _remove_tree(fs, child, fs.kind(child))
     fs.rmdir(path)

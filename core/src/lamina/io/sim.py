@@ -41,7 +41,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from lamina.io.fs import ReadableFile, WritableFile
+from lamina.io.fs import (
+    DIR,
+    FILE,
+    OTHER,
+    SYMLINK,
+    DiskSpace,
+    LockLostError,
+    NotRegularFileError,
+    ReadableFile,
+    WritableFile,
+)
 
 __all__ = [
     "CRASH_MODES",
@@ -49,6 +59,7 @@ __all__ = [
     "MUTATING_OPS",
     "READ_OPS",
     "Fault",
+    "SimEntry",
     "SimFS",
     "SimOp",
     "SimulatedCrash",
@@ -127,7 +138,29 @@ class _Dir:
         self.synced_entries: dict[str, _Node] = {}
 
 
-_Node = _File | _Dir
+class _Leaf:
+    """A symlink (`target` set) or a FIFO/socket/device (`target` None): an entry Lamina must
+    never open, follow or delete. Only fixtures make them (`symlink`, `mkfifo`)."""
+
+    __slots__ = ("target",)
+
+    def __init__(self, target: str | None) -> None:
+        self.target = target
+
+    @property
+    def kind(self) -> str:
+        return SYMLINK if self.target is not None else OTHER
+
+
+class SimEntry(NamedTuple):
+    """How `SimFS.tree` shows a symlink (kind "symlink", its target) or a special file."""
+
+    kind: str
+    target: str | None = None
+
+
+_Node = _File | _Dir | _Leaf
+_MAX_HOPS = 40
 
 
 class _Change(NamedTuple):
@@ -195,6 +228,7 @@ class _SimWritable:
                 if fault.short_write is not None:
                     self._inode.data += buf[: max(0, fault.short_write)]
                 raise _oserror(fault.err, self.path)
+            fs._room(len(buf), 0, self.path)
             self._inode.data += buf
 
     def fsync(self) -> None:
@@ -246,12 +280,24 @@ class _SimReadable:
 
 
 class _SimLock:
-    def __init__(self, fs: SimFS, path: str) -> None:
-        self._fs, self._path = fs, path
+    def __init__(self, fs: SimFS, path: str, node: _Node) -> None:
+        self._fs, self._path, self._node = fs, path, node
 
     def release(self) -> None:
         with self._fs._lock:
             self._fs._locks.discard(self._path)
+
+    def abandon(self) -> None:
+        """A forked child forgets the lock; the parent (this SimFS) keeps holding it."""
+
+    def verify(self) -> None:
+        with self._fs._lock:
+            try:
+                node = self._fs._resolve(self._path, follow=True)
+            except OSError:
+                node = None
+            if node is not self._node:
+                raise LockLostError(self._path)
 
 
 class SimFS:
@@ -276,6 +322,7 @@ class SimFS:
         self.ops: list[SimOp] = []
         self._crash_at: int | None = None
         self._crashed = False
+        self._capacity: tuple[int | None, int | None] = (None, None)
         self._faults: list[Fault] = []
         #: Called as `observer(index, op, path)` right before mutating op `index` runs, i.e. in
         #: exactly the state `crash_at(index)` would leave. A crash explorer takes every crash
@@ -375,29 +422,44 @@ class SimFS:
 
     # ---------------------------------------------------------------------------- lookups
 
-    def _resolve(self, path: str) -> _Node:
-        """The inode at normalised `path` in the current view (ENOENT / ENOTDIR like the OS)."""
+    def _resolve(self, path: str, *, follow: bool = False, hops: int = 0) -> _Node:
+        """The inode at normalised `path` in the current view (ENOENT / ENOTDIR like the OS).
+
+        Symlinks in the directories along the way are followed, as the OS does; the last
+        component is followed only with `follow` (open without O_NOFOLLOW, stat, rename's
+        parents), so every product operation sees a symlink as itself."""
         node: _Node = self._root
         if path == "/":
             return node
-        for part in path[1:].split("/"):
+        here = "/"
+        parts = path[1:].split("/")
+        for i, part in enumerate(parts):
             if not isinstance(node, _Dir):
                 raise _oserror(errno.ENOTDIR, path)
             child = node.entries.get(part)
             if child is None:
                 raise _oserror(errno.ENOENT, path)
+            if isinstance(child, _Leaf) and child.target is not None and (follow or i < len(parts) - 1):
+                if hops >= _MAX_HOPS:
+                    raise _oserror(errno.ELOOP, path)
+                here = _norm(child.target if child.target.startswith("/") else _join(here, child.target))
+                child = self._resolve(here, follow=True, hops=hops + 1)
+            else:
+                here = _join(here, part)
             node = child
         return node
 
     def _parent(self, path: str) -> tuple[_Dir, str]:
         """The directory that holds (or would hold) normalised `path`, and the entry name."""
-        parent = self._resolve(posixpath.dirname(path))
+        parent = self._resolve(posixpath.dirname(path), follow=True)
         if not isinstance(parent, _Dir):
             raise _oserror(errno.ENOTDIR, path)
         return parent, posixpath.basename(path)
 
     def _file(self, path: str) -> _File:
         node = self._resolve(path)
+        if isinstance(node, _Leaf):
+            raise NotRegularFileError(path, node.kind)
         if not isinstance(node, _File):
             raise _oserror(errno.EISDIR, path)
         return node
@@ -414,6 +476,7 @@ class SimFS:
             parent, name = self._parent(p)
             if name in parent.entries:
                 raise _oserror(errno.EEXIST, p)
+            self._room(0, 1, p)
             inode = _File()
             parent.entries[name] = inode
             return _SimWritable(self, p, inode)
@@ -440,6 +503,7 @@ class SimFS:
             parent, name = self._parent(p)
             if name in parent.entries:
                 raise _oserror(errno.EEXIST, p)
+            self._room(0, 1, p)
             parent.entries[name] = _Dir()
 
     def listdir(self, path: str) -> list[str]:
@@ -447,6 +511,8 @@ class SimFS:
         with self._lock:
             self._reading("listdir", p)
             node = self._resolve(p)
+            if isinstance(node, _Leaf) and node.target is not None:
+                raise _oserror(errno.ELOOP, p)  # O_NOFOLLOW
             if not isinstance(node, _Dir):
                 raise _oserror(errno.ENOTDIR, p)
             return sorted(node.entries)
@@ -456,6 +522,8 @@ class SimFS:
         with self._lock:
             self._check_alive()
             node = self._resolve(p)
+            if isinstance(node, _Leaf):
+                return len((node.target or "").encode())
             return len(node.data) if isinstance(node, _File) else 0
 
     def exists(self, path: str) -> bool:
@@ -476,6 +544,18 @@ class SimFS:
                 return isinstance(self._resolve(p), _Dir)
             except OSError:
                 return False
+
+    def kind(self, path: str) -> str | None:
+        p = _norm(path)
+        with self._lock:
+            self._check_alive()
+            try:
+                node = self._resolve(p)
+            except (FileNotFoundError, NotADirectoryError):
+                return None
+            if isinstance(node, _Leaf):
+                return node.kind
+            return DIR if isinstance(node, _Dir) else FILE
 
     def replace(self, src: str, dst: str) -> None:
         """rename(2): atomic in the current view; durable per directory once each is fsynced.
@@ -547,22 +627,75 @@ class SimFS:
         with self._lock:
             self._raise_fault(self._mutating("fsync_dir", p), p)
             node = self._resolve(p)
+            if isinstance(node, _Leaf) and node.target is not None:
+                raise _oserror(errno.ELOOP, p)  # O_NOFOLLOW
             if not isinstance(node, _Dir):
                 raise _oserror(errno.ENOTDIR, p)
             node.synced_entries = dict(node.entries)
 
     # ------------------------------------------------------------------------ crash states
 
-    def lock(self, path: str) -> _SimLock:
-        """An exclusive lock per path within this SimFS (a crash state starts with none held,
-        as a dead process holds no flock)."""
-        path = posixpath.normpath(path)
+    def set_capacity(self, nbytes: int | None = None, inodes: int | None = None) -> None:
+        """Give the simulated disk a size: a write past `nbytes` of file data (current view) or a
+        create/mkdir past `inodes` entries fails with ENOSPC, as a full disk or a full inode table
+        does, and `disk_space` reports what is left. None = unlimited (the default)."""
+        with self._lock:
+            self._capacity = (nbytes, inodes)
+
+    def _usage(self) -> tuple[int, int]:
+        """(bytes of file data, inodes) reachable in the current view."""
+        nbytes = inodes = 0
+        seen: set[int] = set()
+        stack: list[_Node] = [self._root]
+        while stack:
+            node = stack.pop()
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            inodes += 1
+            if isinstance(node, _File):
+                nbytes += len(node.data)
+            elif isinstance(node, _Dir):
+                stack.extend(node.entries.values())
+        return nbytes, inodes
+
+    def _room(self, nbytes: int, inodes: int, path: str) -> None:
+        cap_bytes, cap_inodes = self._capacity
+        if cap_bytes is None and cap_inodes is None:
+            return
+        used_bytes, used_inodes = self._usage()
+        if (cap_bytes is not None and used_bytes + nbytes > cap_bytes) or (
+            cap_inodes is not None and used_inodes + inodes > cap_inodes
+        ):
+            raise _oserror(errno.ENOSPC, path)
+
+    def disk_space(self, path: str) -> DiskSpace:
         with self._lock:
             self._check_alive()
-            if path in self._locks:
-                raise BlockingIOError(errno.EWOULDBLOCK, "lock is held", path)
-            self._locks.add(path)
-        return _SimLock(self, path)
+            cap_bytes, cap_inodes = self._capacity
+            used_bytes, used_inodes = self._usage()
+            total_bytes = 2**50 if cap_bytes is None else cap_bytes
+            total_inodes = 2**32 if cap_inodes is None else cap_inodes
+            return DiskSpace(
+                max(0, total_bytes - used_bytes),
+                total_bytes,
+                max(0, total_inodes - used_inodes),
+                total_inodes,
+            )
+
+    def lock(self, path: str) -> _SimLock:
+        """An exclusive lock on an existing directory within this SimFS (a crash state starts
+        with none held, as a dead process holds no flock)."""
+        p = _norm(path)
+        with self._lock:
+            self._check_alive()
+            node = self._resolve(p, follow=True)
+            if not isinstance(node, _Dir):
+                raise _oserror(errno.ENOTDIR, p)
+            if p in self._locks:
+                raise BlockingIOError(errno.EWOULDBLOCK, "lock is held", p)
+            self._locks.add(p)
+        return _SimLock(self, p, node)
 
     def crash_state(
         self,
@@ -712,6 +845,9 @@ class SimFS:
             if isinstance(node, _File):
                 new = memo[id(node)] = _File(node.data, node.synced)
                 return new
+            if isinstance(node, _Leaf):
+                new = memo[id(node)] = _Leaf(node.target)
+                return new
             new_dir = _Dir()
             memo[id(node)] = new_dir
             fill(node, new_dir)
@@ -750,6 +886,8 @@ class SimFS:
                         content = content_of(node)
                         copy = files[id(node)] = _File(content, content)
                     new = copy
+                elif isinstance(node, _Leaf):
+                    new = _Leaf(node.target)
                 else:
                     if id(node) in placed:
                         continue
@@ -834,16 +972,19 @@ class SimFS:
         with self._lock:
             return [c.description for c in self._changes()]
 
-    def tree(self) -> dict[str, bytes | None]:
-        """Every path in the current view (the root is implied) -> file bytes, or None for a
-        directory. Comparing trees is how tests state "this is exactly what survived"."""
-        out: dict[str, bytes | None] = {}
+    def tree(self) -> dict[str, bytes | SimEntry | None]:
+        """Every path in the current view (the root is implied) -> file bytes, None for a
+        directory, a `SimEntry` for a symlink or special file. Comparing trees is how tests
+        state "this is exactly what survived"."""
+        out: dict[str, bytes | SimEntry | None] = {}
 
         def walk(d: _Dir, prefix: str) -> None:
             for name in sorted(d.entries):
                 node, path = d.entries[name], _join(prefix, name)
                 if isinstance(node, _File):
                     out[path] = bytes(node.data)
+                elif isinstance(node, _Leaf):
+                    out[path] = SimEntry(node.kind, node.target)
                 else:
                     out[path] = None
                     walk(node, path)
@@ -889,6 +1030,25 @@ class SimFS:
             inode = _File(content, content)
             parent.entries[name] = inode
             parent.synced_entries[name] = inode
+
+    def symlink(self, target: str, path: str) -> None:
+        """Fixture builder: a durable symlink at `path` pointing to `target` (absolute, or
+        relative to the link's directory), as an operator or a backup tool might leave one inside
+        a store. Not an op."""
+        self._leaf(path, _Leaf(target))
+
+    def mkfifo(self, path: str) -> None:
+        """Fixture builder: a durable FIFO (any special file) at `path`. Not an op."""
+        self._leaf(path, _Leaf(None))
+
+    def _leaf(self, path: str, leaf: _Leaf) -> None:
+        p = _norm(path)
+        with self._lock:
+            self.makedirs(posixpath.dirname(p))
+            parent, name = self._parent(p)
+            if name in parent.entries:
+                raise _oserror(errno.EEXIST, p)
+            parent.entries[name] = parent.synced_entries[name] = leaf
 
     def corrupt(self, path: str, offset: int, data: bytes | bytearray | memoryview) -> None:
         """Overwrite bytes of an existing file in place, like bit rot or a bad sector.

@@ -263,7 +263,7 @@ def check_state(subject: Subject, fs: SimFS, ledger: Ledger, *, follow_up: bool 
             got = sorted(subject.query_all(h))
             for t in h.tables():
                 for ph in t.live_parts:
-                    ph.reader.verify_all()
+                    ph.reader.verify_all(t.engine.schema)
             subject._served[key] = got
         if not any(got == subject.expected(a) for a in ledger.allowed):
             return _rows_verdict(subject, got, ledger)

@@ -10,12 +10,17 @@ lose it for real, with tools in a Debian base image and no device-mapper:
 2. a forked writer runs flushes, merges, quarantines and retention drops on a store there;
 3. the cut: ``FS_IOC_GOINGDOWN`` with ``NOLOGFLUSH`` (`shutdown`) freezes the file system as a
    power cut would: the journal's running transaction and every dirty page are thrown away, and
-   every later call fails with EIO; the writer is then SIGKILLed, the file system unmounted and
-   mounted again (journal replay), which is what a reboot does.
+   nothing more reaches the device; the writer is then SIGKILLed, the file system unmounted and
+   mounted again (journal replay), which is what a reboot does. The writer never runs past the
+   cut: a random cut stops it (SIGSTOP) before the ioctl, a named cut is issued by the writer
+   itself, which then kills itself. That matters: a shut-down XFS answers a directory fsync with
+   success without writing anything, so a writer left running would acknowledge flushes that no
+   power cut could have let it acknowledge.
 
 Measured on the development machine: an unsynced 50 KB append vanished, an unsynced new file
-came back empty, a rename without a directory fsync was lost; a cut with its remount costs a few
-milliseconds (LazyFS cannot lose a rename; dm-log-writes and CrashMonkey need device-mapper).
+came back empty, a rename without a directory fsync was lost; the cut itself is instant, the
+remount takes 20-90 ms (LazyFS cannot lose a rename; dm-log-writes and CrashMonkey need
+device-mapper, which that kernel lacks).
 
 Two oracles judge every cut:
 
@@ -999,7 +1004,7 @@ def _writer(
     h = st.engine(work.engine.name)
     emit({"ev": "R"})
     for _ in range(work.rounds):
-        emit({"ev": "W", "seq": seq})
+        emit({"ev": "W", "seq": seq, "t": time.perf_counter()})
         h.write(work.spec.make_batch(seq))
         h.flush()
         emit({"ev": "A", "seq": seq})
@@ -1263,6 +1268,11 @@ class CampaignReport:
     ops: int = 0
     admitted: int = 0
     in_flight: int = 0
+    #: Batches the writers saw acknowledged (`acked` counts those checked after each cut).
+    batches: int = 0
+    #: Calls the writer saw fail with EIO: it ran on after a cut (which the campaign prevents:
+    #: a shut-down file system's answers are not a power cut's, see `_stop_then_cut`).
+    after_cut: int = 0
     seconds: float = 0.0
     not_admitted: list[Finding] = attrs.field(factory=list)
     problems: list[str] = attrs.field(factory=list)
@@ -1270,34 +1280,60 @@ class CampaignReport:
     def summary(self) -> str:
         return (
             f"{self.fstype}: {self.cuts} cuts ({self.named} at a named fsync) in {self.seconds:.1f} s, "
-            f"{self.acked} acknowledged batches checked, {self.lost_rows} rows lost, "
+            f"{self.batches} batches acknowledged, {self.acked} checked after a cut, "
+            f"{self.lost_rows} rows lost, "
             f"{self.quarantined} parts quarantined by a cut, {self.set_aside} set aside by the workload, "
-            f"{self.drops} retention drops, {self.ops} ops replayed into SimFS, "
+            f"{self.drops} retention drops, {self.ops} ops replayed into SimFS "
+            f"({self.after_cut} answered after a cut), "
             f"{self.admitted} states admitted, {len(self.not_admitted)} not, {len(self.problems)} problems"
         )
 
 
+def _marker(ev: str, seq: int) -> str:
+    """How the writer's log spells event `ev` of batch `seq`, up to the character after the
+    number (so batch 5 is not mistaken for batch 50): "W" records go on with a time, "A" end."""
+    return f'"ev":"{ev}","seq":{seq}' + ("," if ev == "W" else "}")
+
+
+def _batch_time(events: Sequence[Record], old: float) -> float:
+    """The running estimate of one round's time (a batch and what follows its flush), from the
+    writer's start times of consecutive batches ("t" of its "W" events)."""
+    starts = [e["t"] for e in events if e["ev"] == "W" and "t" in e]
+    if len(starts) < 2:
+        return old
+    return 0.7 * old + 0.3 * (starts[-1] - starts[0]) / (len(starts) - 1)
+
+
+def _wait_for(log: str, marker: str, pid: int, limit_s: float) -> float | None:
+    """Seconds until `marker` shows in the writer's log (polled), or None if the writer exited
+    or `limit_s` passed first."""
+    fs = OSFileSystem()
+    start = time.perf_counter()
+    while time.perf_counter() - start < limit_s:
+        if fs.exists(log) and marker in fs.read_file(log).decode(errors="replace"):
+            return time.perf_counter() - start
+        if os.waitpid(pid, os.WNOHANG)[0]:
+            return None
+        select.select([], [], [], 0.001)
+    return None
+
+
 def calibrate(
     work: Workload, mount: LoopMount, workdir: Path, *, acks: int = 3, limit_s: float = 30.0
-) -> float:
-    """Seconds a writer on this mount takes from fork to its `acks`-th acknowledgement (then it
-    is killed, without a cut, and its store removed). Raises if it gets nowhere in `limit_s`."""
+) -> tuple[float, float]:
+    """(seconds from fork until a writer on this mount has opened the store, seconds from then
+    until its `acks`-th acknowledgement). It is then killed, without a cut, and its store
+    removed. Raises if it gets nowhere in `limit_s`: the cuts would prove nothing."""
     log = str(workdir / "calibration.log")
-    start = time.perf_counter()
     pid = _spawn(work, mount, "calibration", log, 0, 0, None)
     fs = OSFileSystem()
     try:
-        while True:
-            text = fs.read_file(log).decode() if fs.exists(log) else ""
-            if text.count('"ev":"A"') >= acks:
-                return time.perf_counter() - start
-            done, _ = os.waitpid(pid, os.WNOHANG)
-            if done or time.perf_counter() - start > limit_s:
-                err = fs.read_file(log + ".err").decode() if fs.exists(log + ".err") else "no error reported"
-                raise RuntimeError(
-                    f"kernel-cut calibration: the writer acknowledged too little ({err.strip()})"
-                )
-            select.select([], [], [], 0.002)
+        opened = _wait_for(log, '"ev":"R"', pid, limit_s)
+        acked = _wait_for(log, _marker("A", acks - 1), pid, limit_s) if opened is not None else None
+        if opened is None or acked is None:
+            err = fs.read_file(log + ".err").decode() if fs.exists(log + ".err") else "no error reported"
+            raise RuntimeError(f"kernel-cut calibration: the writer acknowledged too little ({err.strip()})")
+        return opened, acked
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
@@ -1321,13 +1357,20 @@ def power_cuts(
     barriers: int = 40,
     cuts_per_store: int = 40,
     recover_in_writer_every: int = 3,
-    max_delay_s: float | None = None,
+    during_open: float = 0.25,
+    depth: int = 6,
     keep_logs: Path | None = None,
 ) -> CampaignReport:
-    """Cut the power under a writer `cuts` times (every `named_every`-th cut right before or
-    after one of its first `barriers` fsyncs, in turn; the others after a random delay up to
-    `max_delay_s`, by default twice the time it takes to acknowledge three batches), and judge
-    every cut by the ledger and by SimFS (see the module docstring).
+    """Cut the power under a writer `cuts` times and judge every cut by the ledger and by SimFS
+    (see the module docstring).
+
+    Every `named_every`-th cut comes right before or after one of the writer's first `barriers`
+    fsyncs, in turn. The others come at a random moment: with probability `during_open` while
+    the writer opens the store (up to 1.5 times as long as its last open took), else while it
+    works on its k-th batch, k drawn from 0..`depth`-1: the parent waits for the writer to start
+    that batch, then up to 1.5 batch-times more (a batch-time is measured as the campaign goes:
+    a loaded machine slows the writer, and a cut measured in seconds would then land ever
+    earlier in its work).
 
     After every `recover_in_writer_every`-th cut the store is not reopened here: the next writer
     runs recovery on what the cut left, so its own cut may land inside that recovery (SPEC §10.7:
@@ -1337,8 +1380,8 @@ def power_cuts(
     `workdir`) and named in the report (`load_finding` reads them back)."""
     rng = random.Random(seed)
     keep = keep_logs or workdir
-    if max_delay_s is None:
-        max_delay_s = 2 * calibrate(work, mount, workdir)
+    open_s, batches_s = calibrate(work, mount, workdir)
+    batch_s = batches_s / 3
     report = CampaignReport(mount.fstype)
     fs = OSFileSystem()
     t0 = time.perf_counter()
@@ -1363,9 +1406,18 @@ def power_cuts(
         pid = _spawn(work, mount, store, log_path, next_seq, rng.randrange(2**32), at)
         where = f"{at[1]} barrier {at[0]}" if at else "random"
         if at is None:
-            delay = rng.uniform(0, max_delay_s)
-            time.sleep(delay)
-            where = f"random, {delay * 1000:.0f} ms"
+            if rng.random() < during_open:  # while it opens the store: in its recovery, often
+                delay = rng.uniform(0, 1.5 * open_s)
+                time.sleep(delay)
+                where = f"random, {delay * 1000:.0f} ms after fork"
+            else:  # while it works on its k-th batch (or what follows that batch's flush)
+                k = rng.randrange(depth)
+                started = _wait_for(log_path, _marker("W", next_seq + k), pid, 30.0)
+                if k == 0 and started is not None:
+                    open_s = started
+                delay = rng.uniform(0, 1.5 * batch_s)
+                time.sleep(delay)
+                where = f"random, {delay * 1000:.0f} ms into batch {next_seq + k}"
             _stop_then_cut(pid, mount, report, f"cut {i}", log_path)
         else:
             _, status = os.waitpid(pid, 0)
@@ -1383,6 +1435,7 @@ def power_cuts(
         log = read_log(fs.read_file(log_path).decode() if fs.exists(log_path) else "")
         report.ops += len(log.ops)
         report.in_flight += len(log.in_flight)
+        report.after_cut += sum(op.outcome == errno.EIO for op in log.ops)
         report.set_aside += sum(e["ev"] == "Q" for e in log.events)
         report.drops += sum(e["ev"] == "Y" for e in log.events)
         verdict, rep = admits_log(baseline, log, real, ignore=exclude)
@@ -1396,6 +1449,8 @@ def power_cuts(
             kinds = verdict.kinds | ({"divergence"} if rep.divergences else set())
             report.not_admitted.append(Finding(i, where, text, kept, frozenset(kinds)))
             logger.warning("kernel cut {} on {}: {}", i, mount.fstype, text)
+        batch_s = _batch_time(log.events, batch_s)
+        report.batches += sum(e["ev"] == "A" for e in log.events)
         events = [*pending, *log.events]
         next_seq = max([next_seq, *(e["seq"] + 1 for e in events if e["ev"] == "W")])
         last_of_store = i == cuts - 1 or (i + 1) % cuts_per_store == 0
