@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from lamina import API_VERSION, Engine, InvalidInputError, MergePolicyParams, QueryContext, hookimpl
+from lamina.batch import is_sequence
 from lamina_trace import query as q
 from lamina_trace.schema import LAYOUT, MAX_ID_BYTES, SCHEMA
 
@@ -24,7 +25,7 @@ def normalize(batch: Mapping[str, Any]) -> Mapping[str, Any]:
         )
     for col in ("trace_id", "span_id"):
         values = batch.get(col, ())
-        if not _is_sequence(values):
+        if not is_sequence(values):
             continue
         for i, v in enumerate(values):
             if type(v) is bytes and not 0 < len(v) <= MAX_ID_BYTES:
@@ -32,15 +33,11 @@ def normalize(batch: Mapping[str, Any]) -> Mapping[str, Any]:
                     col, f"must be 1 to {MAX_ID_BYTES} bytes, got {len(v)}", engine="trace", row=i
                 )
     durations = batch.get("duration", ())
-    if _is_sequence(durations):
+    if is_sequence(durations):
         for i, d in enumerate(durations):
             if isinstance(d, int | np.integer) and not isinstance(d, bool) and d < 0:
                 raise InvalidInputError("duration", f"negative duration {d}", engine="trace", row=i)
     return batch
-
-
-def _is_sequence(v: Any) -> bool:
-    return hasattr(v, "__len__") and not isinstance(v, str | bytes)
 
 
 def query(
@@ -54,9 +51,17 @@ def query(
 ) -> list[Any]:
     """`trace_ids=[...]`: whole traces; otherwise spans in [start, end) matching `tags`."""
     if trace_ids is not None:
-        if start is not None or end is not None or tags or limit is not None:
+        # tags={} is no condition; never `bool(tags)`: an array argument has no truth value
+        has_tags = tags is not None and not (isinstance(tags, Mapping) and not tags)
+        if start is not None or end is not None or has_tags or limit is not None:
             raise InvalidInputError(
                 "trace_ids", "cannot be combined with start/end/tags/limit", engine="trace"
+            )
+        if not is_sequence(trace_ids):  # bytes would be read as a list of ints
+            raise InvalidInputError(
+                "trace_ids",
+                f"expected a list of trace IDs (bytes), got {type(trace_ids).__name__}",
+                engine="trace",
             )
         return q.by_trace_ids(ctx, list(trace_ids))
     return q.by_time_range(ctx, start, end, tags, limit)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from lamina import InvalidInputError, QueryContext
-from lamina.query import check_limit, check_time_bound
+from lamina.query import check_limit, check_tag_conditions, check_time_bound
 from lamina_trace.model import Span, TagFilter
 
 
@@ -77,13 +77,10 @@ def by_time_range(
     check_limit(limit, engine="trace")
     check_time_bound("start", start, engine="trace")
     check_time_bound("end", end, engine="trace")
-    if tags is not None and not isinstance(tags, Mapping):
-        raise InvalidInputError(
-            "tags", f"must be a mapping of tag -> condition, got {type(tags).__name__}", engine="trace"
-        )
+    # a value (equality), values (IN) or a TagFilter: a plain callable would be compared as a value
+    conds = check_tag_conditions(tags, engine="trace", callables=False, predicate_types=(TagFilter,))
     lo = -(2**63) if start is None else start
     hi = 2**64 if end is None else end  # exclusive; beyond every int64 when unbounded
-    conds = dict(tags or {})
     # (first matching ts, seq, spans): seq is (part, granule, block) order, the order hits are read
     hits: list[tuple[int, int, list[Span]]] = []
     for part in ctx.parts(start, end):
