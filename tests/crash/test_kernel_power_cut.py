@@ -21,7 +21,7 @@ import base64
 import errno
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -305,6 +305,18 @@ def test_the_judge_takes_the_batch_in_flight_all_or_nothing_and_remembers(
         assert any("batch 1 came back" in p for p in problems), problems
 
 
+def test_only_the_last_batch_of_each_writer_may_be_in_flight(tmp_path: Path) -> None:
+    """A cut judged together with the next writer's (which recovered it): each writer's last
+    batch may be unacknowledged, any other unacknowledged batch is a broken ledger."""
+    path = str(tmp_path / "store")
+    _store_with(path, [1])
+    two_writers = [{"ev": "S"}, *_events(("W", 0)), {"ev": "S"}, *_events(("W", 1), ("A", 1))]
+    assert kc.KernelCutJudge(WORK, path).check(two_writers, kc.CampaignReport("test")) == []
+    one_writer = [{"ev": "S"}, *_events(("W", 0), ("W", 1), ("A", 1))]
+    problems = kc.KernelCutJudge(WORK, path).check(one_writer, kc.CampaignReport("test"))
+    assert any("batches [0] were sent but not acknowledged" in p for p in problems), problems
+
+
 def test_the_judge_notices_a_part_quarantined_by_the_cut_alone(tmp_path: Path) -> None:
     path = str(tmp_path / "store")
     _store_with(path, [0, 1])
@@ -339,10 +351,10 @@ def mount(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 
 
 def _cut_in_process(
-    mount: kc.LoopMount, script: Any
-) -> tuple[kc.Admission, dict[str, bytes | None], list[str]]:
-    """Run `script(fs, root)` on the mount through a recording file system, cut the power,
-    remount; (SimFS's verdict, the tree that survived, the paths the script made)."""
+    mount: kc.LoopMount, script: Callable[[kc.RecordingFS, str], None]
+) -> tuple[kc.Admission, dict[str, bytes | None]]:
+    """Run `script(fs, directory)` in a fresh directory of the mount through a recording file
+    system, cut the power, remount: (SimFS's verdict on the tree, the directory's tree)."""
     records: list[dict[str, Any]] = []
     fs = kc.RecordingFS(OSFileSystem(), mount.root, records.append)
     test_dir = f"/t{len(OSFileSystem().listdir(mount.root))}"
@@ -354,7 +366,7 @@ def _cut_in_process(
     mount.remount()
     real = kc.snapshot(mount.root)
     verdict, _ = kc.admits_log(baseline, kc.read_log(_text(records)), real)
-    return verdict, {p[len(test_dir) :]: d for p, d in real.items() if p.startswith(test_dir + "/")}, records
+    return verdict, {p[len(test_dir) :]: d for p, d in real.items() if p.startswith(test_dir + "/")}
 
 
 def _losses(fs: kc.RecordingFS, d: str) -> None:
@@ -379,7 +391,7 @@ def test_the_kernel_really_loses_what_was_not_fsynced(mount: kc.LoopMount) -> No
     file comes back empty, a rename without a directory fsync is lost. If the shutdown ioctl
     ever stopped losing data (a kernel that flushes on shutdown), every campaign below would
     prove nothing: this test says so first. SimFS admits each of these states."""
-    verdict, real, _ = _cut_in_process(mount, _losses)
+    verdict, real = _cut_in_process(mount, _losses)
     assert real["/a"] == b"A" * 4096, f"{len(real['/a'])} B: the unsynced append survived"
     assert real["/b"] == b"", f"{len(real['/b'])} B: the unsynced new file kept its bytes"
     assert "/c.tmp" in real and "/c" not in real, f"the rename survived: {sorted(real)}"
@@ -397,7 +409,7 @@ def _tmp_then_rename(fs: kc.RecordingFS, d: str) -> None:
 
 def test_a_tmp_name_no_directory_fsync_covered_survives_its_rename(mount: kc.LoopMount) -> None:
     """What the kernel does (the premise of the SimFS finding below)."""
-    _, real, _ = _cut_in_process(mount, _tmp_then_rename)
+    _, real = _cut_in_process(mount, _tmp_then_rename)
     assert real == {"/x.tmp": b"record"}, real
 
 
@@ -413,7 +425,7 @@ def test_a_tmp_name_no_directory_fsync_covered_survives_its_rename(mount: kc.Loo
     ),
 )
 def test_simfs_admits_the_tmp_name_the_kernel_kept(mount: kc.LoopMount) -> None:
-    verdict, real, _ = _cut_in_process(mount, _tmp_then_rename)
+    verdict, real = _cut_in_process(mount, _tmp_then_rename)
     assert real == {"/x.tmp": b"record"}, real
     assert verdict.admitted, verdict.summary()
 
