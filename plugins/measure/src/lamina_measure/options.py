@@ -14,12 +14,14 @@ from typing import Any
 import attrs
 
 from lamina import InvalidInputError
+from lamina.batch import utf8_problem
 
 ENGINE_NAME = "measure"
 FIELD_TYPES = ("int64", "float64", "string", "bytes")
 #: Columns every measure has; a field may not take their names.
 RESERVED = frozenset({"series", "timestamp", "version", "tags"})
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+#: Matched whole (`fullmatch`): a `$` also matches before a trailing newline.
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 MAX_FIELDS = 256
 MAX_ENTITY = 16
 
@@ -66,6 +68,8 @@ def parse(options: Mapping[str, Any]) -> MeasureOptions:
     for i, t in enumerate(entity):
         if type(t) is not str or not 0 < len(t) <= 200:
             raise _bad(f"entity[{i}]", f"tag name must be a non-empty str of at most 200 chars, got {t!r}")
+        if (problem := utf8_problem(t)) is not None:  # the tag could never be written
+            raise _bad(f"entity[{i}]", f"tag name {t!r} {problem}")
     if len(set(entity)) != len(entity):
         raise _bad("entity", f"repeats a tag: {list(entity)}")
     fields = options.get("fields")
@@ -81,7 +85,7 @@ def parse(options: Mapping[str, Any]) -> MeasureOptions:
         if not isinstance(pair, list | tuple) or len(pair) != 2:
             raise _bad(f"fields[{i}]", f"expected (name, type), got {pair!r}")
         name, tp = pair
-        if type(name) is not str or not _IDENT.match(name):
+        if type(name) is not str or not _IDENT.fullmatch(name):
             raise _bad(f"fields[{i}]", f"name {name!r} must be an identifier of at most 63 characters")
         if name in RESERVED:
             raise _bad(f"fields.{name}", f"is reserved (reserved: {', '.join(sorted(RESERVED))})")

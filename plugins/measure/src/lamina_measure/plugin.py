@@ -21,18 +21,15 @@ import attrs
 import numpy as np
 
 from lamina import API_VERSION, DatasetSupport, Engine, InvalidInputError, MergePolicyParams, hookimpl
+from lamina.batch import is_sequence
 from lamina_measure import demo as demo_mod
 from lamina_measure import options as opt
 from lamina_measure import query as q
 from lamina_measure.rule import highest_version_wins
 from lamina_measure.schema import layout_for, schema_for
-from lamina_measure.series import series_ids, valid_entity_value
+from lamina_measure.series import entity_value_problem, series_ids
 
 ENGINE_NAME = opt.ENGINE_NAME
-
-
-def _is_sequence(v: Any) -> bool:
-    return hasattr(v, "__len__") and not isinstance(v, str | bytes | Mapping)
 
 
 def _entity_columns(opts: opt.MeasureOptions, tags: Any, n: int) -> list[list[Any]]:
@@ -46,13 +43,13 @@ def _entity_columns(opts: opt.MeasureOptions, tags: Any, n: int) -> list[list[An
                 raise InvalidInputError(
                     f"tags.{t}", "missing entity tag", engine=ENGINE_NAME, row=0 if n else None
                 )
-            if not _is_sequence(col):
+            if not is_sequence(col):
                 raise InvalidInputError(
                     f"tags.{t}", f"expected a sequence, got {type(col).__name__}", engine=ENGINE_NAME
                 )
             cols.append(list(col))
     else:
-        if not _is_sequence(tags):
+        if not is_sequence(tags):
             raise InvalidInputError(
                 "tags", f"expected one mapping per row, got {type(tags).__name__}", engine=ENGINE_NAME
             )
@@ -74,13 +71,9 @@ def _entity_columns(opts: opt.MeasureOptions, tags: Any, n: int) -> list[list[An
         if len(col) != n:
             raise InvalidInputError(f"tags.{t}", f"has {len(col)} values, expected {n}", engine=ENGINE_NAME)
         for i, v in enumerate(col):
-            if not valid_entity_value(v):
-                raise InvalidInputError(
-                    f"tags.{t}",
-                    f"entity values are str, int64 or bytes, got {v!r}",
-                    engine=ENGINE_NAME,
-                    row=i,
-                )
+            problem = entity_value_problem(v)
+            if problem is not None:
+                raise InvalidInputError(f"tags.{t}", problem, engine=ENGINE_NAME, row=i)
     return cols
 
 
@@ -99,7 +92,7 @@ def normalize(opts: opt.MeasureOptions, batch: Mapping[str, Any]) -> dict[str, A
     ts = batch.get("timestamp")
     if ts is None:
         raise InvalidInputError("timestamp", "missing column", engine=ENGINE_NAME)
-    if not _is_sequence(ts):
+    if not is_sequence(ts):
         raise InvalidInputError(
             "timestamp", f"expected a sequence of values, got {type(ts).__name__}", engine=ENGINE_NAME
         )

@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 
 from lamina import InvalidInputError, PartReader, QueryContext
-from lamina.query import check_limit, check_order, check_time_bound
+from lamina.query import check_limit, check_order, check_tag_conditions, check_text_arg, check_time_bound
 from lamina_measure.model import AggregateResult, MeasureResult
 from lamina_measure.options import ENGINE_NAME, MeasureOptions
 from lamina_measure.rule import winners
-from lamina_measure.series import series_id, valid_entity_value
+from lamina_measure.series import entity_value_problem, series_id
 
 AGGREGATES = ("count", "sum", "min", "max", "avg")
 _NUMERIC = ("int64", "float64")
@@ -39,8 +39,7 @@ def _names(name: str, v: Any, known: Sequence[str] | None) -> list[str] | None:
     if isinstance(v, str | bytes) or not isinstance(v, list | tuple):
         raise _bad(name, f"expected a list of names, got {type(v).__name__}")
     for i, x in enumerate(v):
-        if type(x) is not str:
-            raise _bad(f"{name}[{i}]", f"expected a str, got {type(x).__name__}")
+        check_text_arg(f"{name}[{i}]", x, engine=ENGINE_NAME)
         if known is not None and x not in known:
             raise _bad(f"{name}[{i}]", f"{x!r} is not a field of this measure (fields: {', '.join(known)})")
     return list(dict.fromkeys(v))
@@ -82,8 +81,9 @@ def resolve_series(opts: MeasureOptions, entity: Any, entities: Any, series_ids:
                     raise _bad(
                         f"{label}.{t}", "missing: every entity tag names the series (filter by tags= instead)"
                     )
-                if not valid_entity_value(e[t]):
-                    raise _bad(f"{label}.{t}", f"entity values are str, int64 or bytes, got {e[t]!r}")
+                problem = entity_value_problem(e[t])
+                if problem is not None:
+                    raise _bad(f"{label}.{t}", problem)
                 values.append(e[t])
             ids.append(series_id(values))
     elif series_ids is not None:
@@ -317,10 +317,10 @@ def run(
     end = check_time_bound("end", end, engine=ENGINE_NAME)
     check_order(order, engine=ENGINE_NAME)
     check_limit(limit, engine=ENGINE_NAME)
-    if tags is not None and not isinstance(tags, Mapping):
-        raise _bad("tags", f"must be a mapping of tag -> condition, got {type(tags).__name__}")
-    conds = {str(k): _tag_predicate(str(k), v) for k, v in (tags or {}).items()}
+    conds = {k: _tag_predicate(k, v) for k, v in check_tag_conditions(tags, engine=ENGINE_NAME).items()}
     sids = resolve_series(opts, entity, entities, series_ids)
+    if type(by_series) is not bool:  # before any truth test: an array has no truth value
+        raise _bad("by_series", f"must be a bool, got {by_series!r}")
     if agg is not None:
         if fields is not None or tag_projection is not None or limit is not None or order != "asc":
             raise _bad("agg", "an aggregate takes no fields, tag_projection, limit or order")
@@ -372,14 +372,12 @@ def _aggregate(
     field: str | None,
     by_series: bool,
 ) -> AggregateResult:
-    if agg not in AGGREGATES:
+    if type(agg) is not str or agg not in AGGREGATES:  # type first: an array compares elementwise
         raise _bad("agg", f"must be one of {', '.join(AGGREGATES)}, got {agg!r}")
-    if type(by_series) is not bool:
-        raise _bad("by_series", f"must be a bool, got {by_series!r}")
     if field is None and agg != "count":
         raise _bad("field", f"{agg} needs a field")
     if field is not None:
-        if field not in opts.field_names:
+        if type(field) is not str or field not in opts.field_names:
             raise _bad(
                 "field", f"{field!r} is not a field of this measure (fields: {', '.join(opts.field_names)})"
             )

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import xxhash
 
+from lamina.batch import utf8_problem
+
 #: Types an entity value may have (bool is refused: True and 1 would be ambiguous).
 ENTITY_TYPES = (str, int, bytes)
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -52,6 +54,17 @@ def series_ids(columns: Sequence[Sequence[Any]]) -> np.ndarray:
     return np.asarray(out, dtype=np.int64) if out else np.empty(0, np.int64)
 
 
-def valid_entity_value(value: Any) -> bool:
+def entity_value_problem(value: Any) -> str | None:
+    """Why `value` cannot be an entity value (None: it can): str (valid UTF-8, which the series
+    hash encodes), int64 or bytes."""
     tp = type(value)
-    return tp is str or tp is bytes or (tp is int and _INT64_MIN <= value <= _INT64_MAX)
+    if tp is bytes or (tp is int and _INT64_MIN <= value <= _INT64_MAX):
+        return None
+    if tp is str:
+        problem = utf8_problem(value)
+        return None if problem is None else f"entity value {value!r} {problem}"
+    return f"entity values are str, int64 or bytes, got {value!r}"
+
+
+def valid_entity_value(value: Any) -> bool:
+    return entity_value_problem(value) is None
