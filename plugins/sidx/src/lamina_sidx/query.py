@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from lamina import InvalidInputError, PartReader, QueryContext, block_key
-from lamina.query import check_limit, check_order
+from lamina.query import check_limit, check_order, check_tag_conditions
 from lamina_sidx.model import Entry
 from lamina_sidx.schema import SCHEMA
 
@@ -217,12 +217,19 @@ def run(
         raise _bad("key_min", f"{klo} is greater than key_max {khi}")
     check_order(order, engine=ENGINE_NAME)
     check_limit(limit, engine=ENGINE_NAME)
-    if tags is not None and not isinstance(tags, Mapping):
-        raise _bad("tags", f"must be a mapping of tag -> condition, got {type(tags).__name__}")
+    conds = check_tag_conditions(tags, engine=ENGINE_NAME)
     skip = 0
     if after is not None:
-        if not (isinstance(after, tuple) and len(after) == 2 and all(type(x) is int for x in after)):
-            raise _bad("after", f"must be a (key, skip) pair of ints, got {after!r}")
+        if not (
+            isinstance(after, tuple)
+            and len(after) == 2
+            and all(type(x) is int for x in after)
+            and _I64_MIN <= after[0] <= _I64_MAX
+            and after[1] >= 0
+        ):
+            raise _bad(
+                "after", f"must be a (key, skip) pair: an int64 key and an int skip >= 0, got {after!r}"
+            )
         if order == "asc":
             klo = max(klo, after[0])
         else:
@@ -230,7 +237,7 @@ def run(
         skip = after[1]
         if klo > khi:
             return []
-    preds = {str(t): _predicate(str(t), w) for t, w in (tags or {}).items()}
+    preds = {t: _predicate(t, w) for t, w in conds.items()}
     tlo = _I64_MIN if tlo_ is None else tlo_
     thi = 2**64 if thi_ is None else thi_  # exclusive; beyond every int64 when unbounded
 
