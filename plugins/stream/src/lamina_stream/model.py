@@ -25,6 +25,7 @@ import numpy as np
 import xxhash
 
 from lamina import InvalidInputError, PartReader
+from lamina.batch import check_tag_name, check_text
 
 #: Tag value types the stream engine accepts (the core also stores floats and bools; stream
 #: schemas, as BanyanDB's, have string, int64 and bytes tags).
@@ -88,8 +89,14 @@ def series_id(entity: Mapping[str, Any]) -> int:
 
 
 def _check_value(field: str, v: Any, arrays: bool = True) -> None:
+    """A value a stored tag can have: what could never match is a mistake, refused by name
+    (and a str that is not valid UTF-8 could not even be hashed for the block filters)."""
     if arrays and type(v) is tuple and all(type(x) is str for x in v):
+        for x in v:
+            check_text(field, x, engine="stream")
         return  # a whole string array
+    if type(v) is str:
+        check_text(field, v, engine="stream")
     if type(v) not in VALUE_TYPES:
         raise InvalidInputError(
             field,
@@ -101,8 +108,7 @@ def _check_value(field: str, v: Any, arrays: bool = True) -> None:
 
 
 def _check_tag(tag: Any) -> None:
-    if not isinstance(tag, str) or not tag:
-        raise InvalidInputError("where", f"tag name must be a non-empty str, got {tag!r}", engine="stream")
+    check_tag_name("where", tag, engine="stream")
 
 
 class Filter:
@@ -240,6 +246,7 @@ class Has(Filter):
             raise InvalidInputError(
                 f"where.{self.tag}", f"Has needs a str item, got {type(self.item).__name__}", engine="stream"
             )
+        check_text(f"where.{self.tag}", self.item, engine="stream")
 
     def blocks(self, part: PartReader) -> np.ndarray:
         # the core files each array item under its str key: a superset of the blocks to read

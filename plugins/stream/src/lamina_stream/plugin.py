@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from lamina import API_VERSION, Engine, InvalidInputError, MergePolicyParams, hookimpl
+from lamina.batch import check_tag_name, first_non_utf8, is_sequence, unknown_column, utf8_problem
 from lamina_stream.demo import demo
 from lamina_stream.model import VALUE_TYPES, series_id
 from lamina_stream.query import scan
@@ -29,24 +30,20 @@ def _bad(field: str, msg: str, row: int | None = None) -> InvalidInputError:
     return InvalidInputError(field, msg, engine="stream", row=row)
 
 
-def _is_sequence(v: Any) -> bool:
-    return hasattr(v, "__len__") and not isinstance(v, str | bytes | Mapping)
-
-
 def _columns(name: str, value: Any, n: int) -> dict[str, list[Any]]:
     """Columns (tag -> list, None = absent) from either form: a sequence of per-row mappings, or
     a mapping of tag -> column. Columnar from here on: checks below run at C speed per column."""
     if isinstance(value, Mapping):
         cols = {}
         for t, col in value.items():
-            if not _is_sequence(col):
+            if not is_sequence(col):
                 raise _bad(f"{name}.{t}", f"expected a sequence of values, got {type(col).__name__}")
             col = list(col)
             if len(col) != n:
                 raise _bad(f"{name}.{t}", f"has {len(col)} values, expected {n}")
             cols[t] = col
         return cols
-    if not _is_sequence(value):
+    if not is_sequence(value):
         raise _bad(name, f"expected a sequence of mappings, got {type(value).__name__}")
     rows = list(value)
     if len(rows) != n:
@@ -72,6 +69,8 @@ def _check_column(field: str, col: list[Any], arrays: bool = False) -> None:
             if type(v) in (list, tuple):
                 if not all(type(x) is str for x in v):
                     raise _bad(field, "a string array may only hold str items", i)
+                if first_non_utf8(list(v)) is not None:
+                    raise _bad(field, f"string array {v!r}: an item is not valid UTF-8", i)
                 col[i] = tuple(v)
         types = set(map(type, col)) - {tuple}
     if not types <= _ALLOWED:
@@ -80,6 +79,11 @@ def _check_column(field: str, col: list[Any], arrays: bool = False) -> None:
         )
         what = "str, int, bytes or a list of str" if arrays else "str, int or bytes"
         raise _bad(field, f"value must be {what}, got {type(col[i]).__name__} {col[i]!r}", i)
+    if str in types:  # the series hash and every encoder store text as UTF-8
+        strs = [v for v in col if type(v) is str]
+        if first_non_utf8(strs) is not None:
+            i = next(i for i, v in enumerate(col) if type(v) is str and utf8_problem(v) is not None)
+            raise _bad(field, f"{col[i]!r} {utf8_problem(col[i])}", i)
     if int in types:
         ints = [v for v in col if type(v) is int]
         if min(ints) < _I64_MIN or max(ints) > _I64_MAX:
@@ -88,8 +92,8 @@ def _check_column(field: str, col: list[Any], arrays: bool = False) -> None:
 
 
 def _check_name(field: str, name: Any) -> None:
-    if not isinstance(name, str) or not name:
-        raise _bad(field, f"tag names must be non-empty str, got {name!r}")
+    """A tag name as the core stores it (entity tags are stored as tags too, and hashed)."""
+    check_tag_name(field, name, engine="stream")
 
 
 def _series_ids(entity: dict[str, list[Any]], n: int) -> list[int]:
@@ -114,16 +118,16 @@ def normalize(batch: Mapping[str, Any]) -> dict[str, Any]:
         raise _bad("batch", f"expected a mapping of column -> values, got {type(batch).__name__}")
     for k in batch:
         if k not in _COLUMNS:
-            raise _bad(str(k), f"unknown column (columns: {', '.join(_COLUMNS)})")
+            raise unknown_column(k, _COLUMNS, "stream")
     for k in ("series", "timestamp", "element_id"):
         if k not in batch:
             raise _bad(k, "missing column")
     ts = batch["timestamp"]
-    if not _is_sequence(ts):
+    if not is_sequence(ts):
         raise _bad("timestamp", f"expected a sequence of values, got {type(ts).__name__}")
     n = len(ts)
     eids = batch["element_id"]
-    if not _is_sequence(eids):
+    if not is_sequence(eids):
         raise _bad("element_id", f"expected a sequence of values, got {type(eids).__name__}")
     if n and set(map(type, eids)) == {str}:  # other types: the core names the row
         lens = list(map(len, eids))

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from lamina import CorruptionReason, CorruptPartError, InvalidInputError, PartReader, QueryContext
+from lamina.batch import check_tag_name, check_text
 from lamina.query import check_limit, check_order, check_time_bound
 from lamina_stream.model import Element, Filter, QueryStats, as_filter, series_id
 from lamina_stream.schema import SERIES
@@ -68,6 +69,21 @@ class _Matches:
         return tuple(np.concatenate(x) for x in (self.ts, self.sid, self.part, self.gran, self.row))
 
 
+def _strs(name: str, value: Any) -> list[str]:
+    """A collection (list, tuple, set...) of str arguments, each valid UTF-8 (no stored text is
+    otherwise); never one str, which would be read as its characters."""
+    if isinstance(value, str | bytes | Mapping | np.ndarray) or not hasattr(value, "__iter__"):
+        raise _bad(name, f"must be a list of str, got {type(value).__name__}")
+    items = list(value)
+    for i, x in enumerate(items):
+        if type(x) is not str:
+            raise InvalidInputError(
+                name, f"must hold str, got {type(x).__name__} {x!r}", engine="stream", row=i
+            )
+        check_text(name, x, engine="stream", row=i)
+    return items
+
+
 def _series_keys(series: Any) -> list[bytes] | None:
     if series is None:
         return None
@@ -83,13 +99,16 @@ def _series_keys(series: Any) -> list[bytes] | None:
                 "series", "each series must be a non-empty mapping", engine="stream", row=i
             )
         for t, v in m.items():
-            if not isinstance(t, str) or type(v) not in (str, int, bytes):
+            check_tag_name("series", t, engine="stream", row=i)
+            if type(v) not in (str, int, bytes) or (type(v) is int and not _I64_MIN <= v <= _I64_MAX):
                 raise InvalidInputError(
                     f"series.{t}",
-                    f"entity tag values must be str, int or bytes, got {v!r}",
+                    f"entity tag values must be str, int64 or bytes, got {v!r}",
                     engine="stream",
                     row=i,
                 )
+            if type(v) is str:
+                check_text(f"series.{t}", v, engine="stream", row=i)
         keys.append(block_key(series_id(m)))
     return sorted(set(keys))
 
@@ -132,14 +151,10 @@ def scan(
     check_order(order, engine="stream")
     check_limit(limit, engine="stream")
     if projection is not None:
-        if isinstance(projection, str) or not all(isinstance(t, str) for t in projection):
-            raise _bad("projection", "must be a list of tag names")
-        projection = list(dict.fromkeys(projection))
+        projection = list(dict.fromkeys(_strs("projection", projection)))
     wanted_ids: set[str] | None = None
     if element_ids is not None:
-        if isinstance(element_ids, str) or not all(type(e) is str for e in element_ids):
-            raise _bad("element_ids", "must be a list of str")
-        wanted_ids = set(element_ids)
+        wanted_ids = set(_strs("element_ids", element_ids))
     flt: Filter | None = as_filter(where)
     keys = _series_keys(series)
     st = stats if stats is not None else QueryStats()
