@@ -280,36 +280,41 @@ def check_tag_name(field: str, name: Any, *, engine: str = "", row: int | None =
     return name
 
 
-def _check_tag_values(field: str, arr: np.ndarray, engine: str) -> None:
-    """Every value of one tag column storable: a tag type, UTF-8 text, int64 ints."""
-    types = set(map(type, arr))
+def _check_tag_values(field: str, values: list[Any], rows: list[int] | None, engine: str) -> None:
+    """Every value of one tag storable: a tag type, UTF-8 text, an int within int64. `values`
+    are the tag's values (None: absent) at rows `rows` (None: at rows 0, 1, 2...)."""
+
+    def at(k: int) -> int:
+        return k if rows is None else rows[k]
+
+    types = set(map(type, values))
     bad = types - _TAG_TYPES
     if bad:
-        i = next(i for i, v in enumerate(arr) if type(v) in bad)
+        k = next(k for k, v in enumerate(values) if type(v) in bad)
         raise InvalidInputError(
-            field, f"unsupported tag value type {type(arr[i]).__name__}", engine=engine, row=i
+            field, f"unsupported tag value type {type(values[k]).__name__}", engine=engine, row=at(k)
         )
     if str in types:
-        strs = arr.tolist() if len(types) == 1 else [v for v in arr if type(v) is str]
+        strs = values if len(types) == 1 else [v for v in values if type(v) is str]
         if first_non_utf8(strs) is not None:
-            i = next(i for i, v in enumerate(arr) if type(v) is str and utf8_problem(v) is not None)
-            check_text(field, arr[i], engine=engine, row=i)
+            k = next(k for k, v in enumerate(values) if type(v) is str and utf8_problem(v) is not None)
+            check_text(field, values[k], engine=engine, row=at(k))
     if tuple in types:  # string arrays: every item a UTF-8 str
-        for i, v in enumerate(arr):
+        for k, v in enumerate(values):
             if type(v) is not tuple:
                 continue
             if not all(type(x) is str for x in v):
                 raise InvalidInputError(
-                    field, "a string array (tuple) may only hold str items", engine=engine, row=i
+                    field, "a string array (tuple) may only hold str items", engine=engine, row=at(k)
                 )
             if first_non_utf8(list(v)) is not None:
                 raise InvalidInputError(
-                    field, f"string array {v!r}: an item is not valid UTF-8", engine=engine, row=i
+                    field, f"string array {v!r}: an item is not valid UTF-8", engine=engine, row=at(k)
                 )
-    if int in types and not _ints_fit(arr if len(types) == 1 else [v for v in arr if type(v) is int]):
-        for i, v in enumerate(arr):
+    if int in types and not _ints_fit(values if len(types) == 1 else [v for v in values if type(v) is int]):
+        for k, v in enumerate(values):
             if type(v) is int and not _I64_MIN <= v <= _I64_MAX:
-                raise InvalidInputError(field, f"{v} does not fit in int64", engine=engine, row=i)
+                raise InvalidInputError(field, f"{v} does not fit in int64", engine=engine, row=at(k))
 
 
 def _tags_column(
@@ -325,26 +330,40 @@ def _tags_column(
             arr = object_array(list(column_values(f"{name}.{t}", col, engine)))
             if len(arr) != n:
                 raise InvalidInputError(f"{name}.{t}", f"has {len(arr)} values, expected {n}", engine=engine)
+            _check_tag_values(f"{name}.{t}", arr.tolist(), None, engine)
             cols[t] = arr
-    else:
-        rows = column_values(name, values, engine)
-        if len(rows) != n:
-            raise InvalidInputError(name, f"has {len(rows)} rows, expected {n}", engine=engine)
-        keys: dict[Any, int] = {}  # name -> first row holding it
-        for i, r in enumerate(rows):
-            if not isinstance(r, Mapping):
-                raise InvalidInputError(
-                    name, f"expected a mapping of tags, got {type(r).__name__}", engine=engine, row=i
-                )
-            for t in r:
-                keys.setdefault(t, i)
-            if max_names is not None and len(keys) > max_names:
-                raise too_many_tag_names(name, len(keys), max_names, engine)
-        for t, i in keys.items():
-            check_tag_name(name, t, engine=engine, row=i)
-        cols = {t: object_array([r.get(t) for r in rows]) for t in keys}
-    for t, arr in cols.items():
-        _check_tag_values(f"{name}.{t}", arr, engine)
+        return cols
+    rows = column_values(name, values, engine)
+    if len(rows) != n:
+        raise InvalidInputError(name, f"has {len(rows)} rows, expected {n}", engine=engine)
+    # One pass over the (tag, value) entries, never rows x tags: a batch with many tag names,
+    # each on a few rows, costs what it holds (8,000 names over 8,000 rows took 17 s before).
+    first: dict[Any, int] = {}  # name -> first row naming it
+    present: dict[Any, tuple[list[int], list[Any]]] = {}  # name -> the rows and values given
+    for i, r in enumerate(rows):
+        if not isinstance(r, Mapping):
+            raise InvalidInputError(
+                name, f"expected a mapping of tags, got {type(r).__name__}", engine=engine, row=i
+            )
+        for t, v in r.items():
+            got = present.get(t)
+            if got is None:
+                got = present[t] = ([], [])
+                first[t] = i
+                if max_names is not None and len(present) > max_names:
+                    raise too_many_tag_names(name, len(present), max_names, engine)
+            if v is not None:
+                got[0].append(i)
+                got[1].append(v)
+    for t, i in first.items():
+        check_tag_name(name, t, engine=engine, row=i)
+    for t, (ix, vs) in present.items():
+        _check_tag_values(f"{name}.{t}", vs, ix, engine)
+        if len(ix) == n:
+            cols[t] = object_array(vs)
+        else:
+            arr = cols[t] = np.full(n, None, dtype=object)
+            arr[ix] = object_array(vs)
     return cols
 
 
