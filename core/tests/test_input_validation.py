@@ -225,9 +225,15 @@ def test_a_batch_with_more_tag_names_than_the_limit_is_refused_naming_limit_and_
     limit = KV.max_tag_names
     assert limit == 1024
     err = _refused(kv, _tagged(limit + 1), "tags")
-    assert f"{limit + 1:,} distinct tag names" in err.problem and f"at most {limit:,}" in err.problem
+    assert f"more than {limit:,} distinct tag names" in err.problem and f"at most {limit:,}" in err.problem
     assert "max_tag_names" in err.problem
     assert [r[0] for r in kv.query()] == [b"good"]
+
+
+def test_a_column_form_batch_over_the_limit_is_refused_before_its_names_are_checked(kv) -> None:
+    tags = {f"t{i}": [i] for i in range(KV.max_tag_names)} | {5: ["not even a str name"]}
+    err = _refused(kv, _kv(tags=tags), "tags")
+    assert "more than 1,024 distinct tag names" in err.problem
 
 
 def test_the_tag_name_limit_counts_what_the_table_already_holds(kv) -> None:
@@ -235,7 +241,7 @@ def test_the_tag_name_limit_counts_what_the_table_already_holds(kv) -> None:
     kv.flush()  # 1000 names (+ "svc" below) in a live part
     kv.write(_tagged(20, prefix="u"))  # 1,020 with the part's, plus the buffer's 20
     err = _refused(kv, _tagged(5, prefix="v"), "tags")  # 1 ("svc") + 1000 + 20 + 5 > 1024
-    assert "1,026 distinct tag names (5 of them new" in err.problem
+    assert "would hold 1,026 distinct tag names (5 of them new" in err.problem
     kv.write(_tagged(1000))  # names the table already holds are always accepted
     kv.write(_tagged(3, prefix="w"))  # exactly at the limit
     kv.flush()

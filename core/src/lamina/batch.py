@@ -324,7 +324,7 @@ def _tags_column(
     cols: dict[str, np.ndarray] = {}
     if isinstance(values, Mapping):
         if max_names is not None and len(values) > max_names:
-            raise too_many_tag_names(name, len(values), max_names, engine)
+            raise too_many_tag_names(name, None, max_names, engine)
         for t, col in values.items():
             check_tag_name(name, t, engine=engine)
             arr = object_array(list(column_values(f"{name}.{t}", col, engine)))
@@ -351,7 +351,7 @@ def _tags_column(
                 got = present[t] = ([], [])
                 first[t] = i
                 if max_names is not None and len(present) > max_names:
-                    raise too_many_tag_names(name, len(present), max_names, engine)
+                    raise too_many_tag_names(name, None, max_names, engine)
             if v is not None:
                 got[0].append(i)
                 got[1].append(v)
@@ -380,14 +380,19 @@ def _ints_fit(ints: Any) -> bool:
 
 
 def too_many_tag_names(
-    field: str, count: int, limit: int, engine: str, *, new: int | None = None
+    field: str, count: int | None, limit: int, engine: str, *, new: int | None = None
 ) -> InvalidInputError:
     """The error of a batch that would take a table past `Engine.max_tag_names`, saying how to
-    fix it: fewer names (high-cardinality data belongs in values), or a higher limit."""
-    brings = "" if new is None else f" ({new:,} of them new in this batch)"
+    fix it: fewer names (high-cardinality data belongs in values), or a higher limit. `count`
+    None: the batch alone has more than `limit` (reading it stopped there)."""
+    if count is None:
+        what = f"the batch has more than {limit:,} distinct tag names"
+    else:
+        brings = "" if new is None else f" ({new:,} of them new in this batch)"
+        what = f"the table would hold {count:,} distinct tag names{brings}"
     return InvalidInputError(
         field,
-        f"{count:,} distinct tag names{brings}: a table may hold at most {limit:,} (each costs two "
+        f"{what}: a table may hold at most {limit:,} (each costs two "
         "files per part and a dictionary); use fewer tag names (put high-cardinality data in tag "
         "values), or raise the engine's max_tag_names (attrs.evolve(engine, max_tag_names=N))",
         engine=engine,
