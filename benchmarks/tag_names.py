@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import shutil
 import subprocess
@@ -38,7 +37,7 @@ T0 = 1_700_000_000_000_000_000
 
 def _fds() -> int:
     try:
-        return len(os.listdir("/proc/self/fd"))
+        return sum(1 for _ in Path("/proc/self/fd").iterdir())
     except OSError:
         return -1
 
