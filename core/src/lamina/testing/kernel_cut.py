@@ -38,11 +38,12 @@ Two oracles judge every cut:
   either way the explorer's verdicts rest on it, so it is reported, never smoothed over.
 
 What the cross-check found (see ``tests/crash/test_kernel_power_cut.py``): SimFS keeps, per
-directory entry, only its current and its last fsynced value, so a name created and renamed away
-between two fsyncs of its directory can never survive there; on ext4 and XFS it does (the file's
-own fsync commits the journal transaction that created the name, the rename is lost with the
-running one): write_atomic's ``x.tmp`` is left beside the old ``x``. `admits` reports such
-entries as "stale"; every other difference is a hard failure.
+directory entry, only its current and its last fsynced value, so a value the entry held in
+between can never survive there. On ext4 and XFS it can: any fsync commits the journal with every
+metadata change made so far, and what follows is lost with the running transaction.
+write_atomic cut before its directory fsync leaves ``x.tmp`` beside the old ``x``; a leftover
+part removed by recovery and re-created by the next flush comes back absent. `admits` reports
+such entries as "stale"; every other difference is a hard failure.
 
 Figures go to `lamina.testing.figures` (`KERNEL_LABELS`).
 
@@ -119,6 +120,7 @@ __all__ = [
     "power_cuts",
     "read_log",
     "replay",
+    "save_finding",
     "shutdown",
     "snapshot",
     "unavailable",
@@ -619,11 +621,12 @@ def replay(baseline: Mapping[str, bytes | None], log: CutLog, applied: Collectio
 
 
 def _held(sim: SimFS, history: dict[str, list[Any]], path: str) -> None:
-    """Note the inode `path` names now (SimFS's own lookup) in its history."""
+    """Note the inode `path` names now (SimFS's own lookup), or None if it names nothing, in
+    its history."""
     try:
         node = sim._resolve(path)
     except OSError:
-        return
+        node = None
     held = history.setdefault(path, [])
     if not any(n is node for n in held):
         held.append(node)
@@ -644,10 +647,11 @@ def _apply(sim: SimFS, op: LoggedOp, handles: dict[int, Any], history: dict[str,
         moved = [p for p in sim.tree() if p == src or p.startswith(src + "/")] if sim.is_dir(src) else [src]
         sim.replace(src, dst)
         for p in moved:
+            _held(sim, history, p)  # gone from here (unless src is dst)
             _held(sim, history, dst + p[len(src) :])
     elif op.op in ("mkdir", "remove", "rmdir", "fsync_dir"):
         getattr(sim, op.op)(paths[0])
-        if op.op == "mkdir":
+        if op.op != "fsync_dir":
             _held(sim, history, paths[0])
     elif op.op in MUTATING_OPS and not op.extra:
         getattr(sim, op.op)(*paths)
@@ -663,10 +667,12 @@ class Problem:
     """One way the real tree differs from every state the model allows at a path.
 
     kinds: "lost" (the model holds the name or bytes durable; the kernel lost them), "missing"
-    (a name the other half of a rename requires, as renames are atomic), "extra" (a name the
-    model never shows), "stale" (one it does not show now, but which held an inode
-    earlier in the history that explains what is there), "content" (bytes the model cannot
-    produce from the file's history) and "type" (file vs directory)."""
+    (absent, though each value the model allows for the entry is one: its durable and current
+    values differ but neither is "no entry", or a rename's other half requires it), "extra" (a
+    name the model never shows), "stale" (the entry has a value it held earlier in the history,
+    between its directory's last fsync and now: an inode whose bytes or subtree explain what is
+    there, or no entry at all), "content" (bytes the model cannot produce from the file's
+    history) and "type" (file vs directory)."""
 
     kind: str
     path: str
@@ -755,13 +761,14 @@ def admits(
     `real` maps relative paths to bytes (None: a directory), as `snapshot` returns them; paths
     in `ignore` (and below them) are left out on both sides.
 
-    `history` (`Replay.history`: every inode each path held during the replayed sequence) only
-    names what is wrong: a name the model does not allow but which held an inode earlier, with
-    bytes (or a subtree) that inode allows, is "stale" (an intermediate value of the entry);
-    one that never existed, or whose bytes no inode of its history explains, is "extra".
+    `history` (`Replay.history`: every inode each path held during the replayed sequence, None
+    for "no entry") only names what is wrong: an entry the model does not allow but which held
+    that value earlier (an inode whose bytes or subtree it shows, or nothing) is "stale", an
+    intermediate value of the entry; see `Problem` for the other kinds.
 
     The verdict is admitted if some combination of the rename choices leaves no problem; if none
-    does, the problems of the combination with the fewest are returned.
+    does, the problems of the combination with the fewest (then the mildest, `_SEVERITY`) are
+    returned.
     """
     groups: dict[tuple[int, str], int] = sim._rename_groups()
     wanted = sorted(set(groups.values()))
@@ -780,10 +787,21 @@ def admits(
         problems = judge.directory(sim._root, "/")
         if not problems:
             return Admission(True, (), len(wanted))
-        if best is None or len(problems) < len(best):
+        if best is None or _weight(problems) < _weight(best):
             best = problems
     assert best is not None
     return Admission(False, tuple(best), len(wanted))
+
+
+#: How bad each kind of problem is, to pick the explanation to report among equally short ones:
+#: a name holding a value it held earlier in the history ("stale") is the known weakness of the
+#: model, and if it explains a tree as well as a loss does, the loss is not what happened.
+_SEVERITY = {"stale": 0, "missing": 1, "extra": 1, "content": 1, "type": 1, "lost": 2}
+
+
+def _weight(problems: Sequence[Problem]) -> tuple[int, int]:
+    """Fewest problems first, then the mildest (see `_SEVERITY`)."""
+    return len(problems), sum(_SEVERITY.get(p.kind, 1) for p in problems)
 
 
 def _ignored(path: str, ignore: Collection[str]) -> bool:
@@ -832,7 +850,7 @@ class _Walk:
                 if not found:
                     best = []
                     break
-                if best is None or len(found) < len(best):
+                if best is None or _weight(found) < _weight(best):
                     best = found
             problems += best or []
         return problems
@@ -841,9 +859,10 @@ class _Walk:
         """A name the model shows no entry for: "stale" if an inode it held earlier explains
         what is there, else "extra"."""
         for held in self.history.get(p, ()):
-            if not self.node(held, p, durable_too=False):
+            if held is not None and not self.node(held, p, durable_too=False):
                 return Problem("stale", p, "exists, though the model has no entry here: it held this earlier")
-        what = "it held other content earlier" if p in self.history else "no call ever made this name"
+        held_any = any(n is not None for n in self.history.get(p, ()))
+        what = "it held other content earlier" if held_any else "no call ever made this name"
         return Problem("extra", p, f"exists, though the model has no entry here ({what})")
 
     def node(self, node: _File | _Dir | None, p: str, *, durable_too: bool) -> list[Problem]:
@@ -851,9 +870,12 @@ class _Walk:
         if node is None:
             return [] if not have else [self.unexplained(p)]
         if not have:
+            if any(n is None for n in self.history.get(p, ())):
+                what = "absent, though the model has an entry here: the name held none earlier"
+                return [Problem("stale", p, what)]
             if durable_too:
                 return [Problem("lost", p, "durable in the model (its directory was fsynced with it)")]
-            return [Problem("missing", p, "absent, though the other name of its rename says it must be here")]
+            return [Problem("missing", p, "absent, though every value the model allows here is an entry")]
         got = self.real[p]
         if isinstance(node, _Dir):
             if got is not None:
@@ -899,7 +921,7 @@ def admits_log(
             verdict = admits(rep.sim, real, ignore=ignore | locks, history=rep.history)
             if verdict.admitted:
                 return verdict, rep
-            if best is None or len(verdict.problems) < len(best[0].problems):
+            if best is None or _weight(verdict.problems) < _weight(best[0].problems):
                 best = (verdict, rep)
     assert best is not None
     return best
@@ -1492,7 +1514,7 @@ def power_cuts(
             )
         if problems or not verdict.admitted or rep.divergences:
             fs.replace(log_path, kept)
-            _keep_trees(kept + ".trees.json", baseline, real, exclude)
+            save_finding(kept + ".trees.json", baseline, real, exclude)
         elif fs.exists(log_path):
             fs.remove(log_path)
         if fs.exists(log_path + ".err"):
@@ -1512,9 +1534,10 @@ def power_cuts(
     return report
 
 
-def _keep_trees(path: str, baseline: Tree, real: Tree, exclude: Collection[str]) -> None:
-    """Save the trees before and after a cut next to its op log, so `load_finding` can judge the
-    same state again (a finding must be reproducible away from the machine that found it)."""
+def save_finding(path: str, baseline: Tree, real: Tree, exclude: Collection[str]) -> None:
+    """Save the trees before and after a cut (at `path`, by convention its op log's path plus
+    ".trees.json"), so `load_finding` can judge the same state again: a finding must be
+    reproducible away from the machine that found it."""
 
     def enc(tree: Tree) -> dict[str, str | None]:
         return {p: None if d is None else base64.b64encode(d).decode() for p, d in tree.items()}
