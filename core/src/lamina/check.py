@@ -33,10 +33,10 @@ import attrs
 from lamina import names
 from lamina.datasets import DATASET_FILE, DatasetError, engine_for
 from lamina.engine import Engine
-from lamina.errors import CorruptPartError, LaminaError
-from lamina.format.part_meta import SUPPORTED_VERSIONS, Manifest, QuarantineReason
+from lamina.errors import CorruptPartError, EnvironmentIOError, NotAStoreError
+from lamina.format.part_meta import SUPPORTED_VERSIONS, Manifest, PartMeta, QuarantineReason
 from lamina.format.part_reader import DirSource, PartReader
-from lamina.format.records import RecordError, load_record
+from lamina.format.records import RecordError, load_record, read_record_file
 from lamina.io.confined import confined
 from lamina.io.fs import DIR, FILE, FileSystem, OSFileSystem, absolute, proves_damage
 from lamina.plugins import Registry, load_registry
@@ -44,14 +44,6 @@ from lamina.store import DESCRIPTOR_VERSION
 
 #: Tries to read a table's newest manifest while a live store keeps committing (and pruning).
 _ATTEMPTS = 5
-
-
-class NotAStoreError(LaminaError):
-    """The path is not a Lamina store (no `lamina.json`)."""
-
-    def __init__(self, path: str, why: str) -> None:
-        self.path = path
-        super().__init__(f"{path} is not a Lamina store: {why}")
 
 
 class Severity(StrEnum):
@@ -71,6 +63,8 @@ class Kind(StrEnum):
     NO_MANIFEST = "no_manifest"
     CORRUPT_PART = "corrupt_part"
     MISSING_PART = "missing_part"
+    #: A valid part in a directory that does not match it (a renamed dataset or segment).
+    MISPLACED_PART = "misplaced_part"
     IO_ERROR = "io_error"
     #: The OS refused a read for a reason that is not damage (EACCES, EMFILE, EIO, ...).
     ENVIRONMENT = "environment"
@@ -204,19 +198,48 @@ class _Checker:
         self.check_descriptor()
         for name in self.listdir(self.root):
             path = posixpath.join(self.root, name)
-            if name in (names.STORE_DESCRIPTOR, names.STORE_LOCK):
-                continue
-            if name == names.TXN_DIR:
+            kind = self.fs.kind(path)
+            if name == names.STORE_DESCRIPTOR or (name == names.STORE_LOCK and kind == FILE):
+                continue  # (lamina.lock: what Lamina before 0.2 locked; harmless)
+            if name == names.TXN_DIR and kind == DIR:
                 self.check_txn_dir(path)
-                continue
-            if name.endswith(names.TMP_SUFFIX):
+            elif name == names.TXN_DIR or (name in self.registry.engines and kind != DIR):
+                self.add(
+                    Severity.DAMAGE,
+                    Kind.FOREIGN_ENTRY,
+                    name,
+                    reason=kind or "",
+                    detail=f"a {kind} where Lamina's {name} directory belongs: the store refuses to open",
+                )
+            elif name.endswith(names.TMP_SUFFIX) and kind == FILE:
                 self.add(Severity.INFO, Kind.TMP_FILE, name, detail="leftover of an interrupted atomic write")
-            elif self.fs.is_dir(path):
+            elif kind == DIR:
                 self.check_engine_dir(name, path)
             else:
-                self.add(
-                    Severity.WARNING, Kind.FOREIGN_ENTRY, name, detail="not a Lamina file; left untouched"
-                )
+                self.foreign(name, kind)
+
+    def foreign(self, where: str, kind: str | None, what: str = "a Lamina file") -> None:
+        """An entry Lamina did not make: an error (not damage: nothing of the store is lost, but
+        it is not as Lamina keeps it, and rows in it, if any, are not served)."""
+        self.add(
+            Severity.ERROR,
+            Kind.FOREIGN_ENTRY,
+            where,
+            reason=kind or "",
+            detail=f"a {kind} that is not {what}; left untouched (rows in it, if any, are not served)",
+        )
+
+    def refused(self, where: str, kind: str | None, what: str) -> None:
+        """An entry named like Lamina's own that is not what Lamina made: the store refuses to
+        open until it is moved (damage: rows under it are not served)."""
+        self.add(
+            Severity.DAMAGE,
+            Kind.FOREIGN_ENTRY,
+            where,
+            reason=kind or "",
+            detail=f"a {kind} where {what} belongs (or another shard, never read): the store refuses to "
+            "open until it is moved away or renamed back",
+        )
 
     def check_txn_dir(self, path: str) -> None:
         """Intents of multi-table transactions a crash interrupted (lamina/txn.py): their parts
@@ -243,8 +266,11 @@ class _Checker:
 
     def check_descriptor(self) -> None:
         try:
-            data = json.loads(self.fs.read_file(posixpath.join(self.root, names.STORE_DESCRIPTOR)))
+            data = json.loads(read_record_file(self.fs, posixpath.join(self.root, names.STORE_DESCRIPTOR)))
             version = data["format_version"]
+        except EnvironmentIOError as e:
+            self.add(Severity.ERROR, Kind.ENVIRONMENT, names.STORE_DESCRIPTOR, detail=str(e))
+            return
         except (ValueError, KeyError, TypeError, OSError) as e:
             self.add(
                 Severity.DAMAGE,
@@ -266,6 +292,9 @@ class _Checker:
 
     def check_engine_dir(self, engine_name: str, path: str) -> None:
         engine = self.registry.engines.get(engine_name)
+        if engine is None and not self.looks_like_engine(path):
+            self.foreign(engine_name, DIR, "an engine's directory (no segment tables inside)")
+            return
         tables = list(self.table_dirs(path))
         if engine is None:
             self.add(
@@ -282,18 +311,36 @@ class _Checker:
             else:
                 self.check_table(engine, dataset, tpath)
 
+    def looks_like_engine(self, path: str) -> bool:
+        """An engine that is not installed still has the shape <dataset>/seg-*/shard-0."""
+        try:
+            return any(
+                self.fs.is_dir(posixpath.join(path, d, s, names.shard_name(0)))
+                for d in self.fs.listdir(path)
+                if self.fs.is_dir(posixpath.join(path, d))
+                for s in self.fs.listdir(posixpath.join(path, d))
+                if names.parse_segment_name(s) is not None
+            )
+        except OSError:
+            return False
+
     def table_dirs(self, engine_path: str) -> list[tuple[str, str]]:
         """(dataset, table path) of every table under an engine directory; reports strays."""
         out = []
         for dataset in self.listdir(engine_path):
             dpath = posixpath.join(engine_path, dataset)
-            if not names.valid_dataset(dataset) or not self.fs.is_dir(dpath):
+            dkind = self.fs.kind(dpath)
+            if names.valid_dataset(dataset) and dkind != DIR:
                 self.add(
-                    Severity.WARNING,
+                    Severity.DAMAGE,
                     Kind.FOREIGN_ENTRY,
                     self.rel(dpath),
-                    detail="not a dataset; left untouched",
+                    reason=dkind or "",
+                    detail=f"a {dkind} where dataset {dataset!r} belongs: the store refuses to open",
                 )
+                continue
+            if not names.valid_dataset(dataset):
+                self.foreign(self.rel(dpath), dkind, "a dataset")
                 continue
             for seg in self.listdir(dpath):
                 spath = posixpath.join(dpath, seg)
@@ -307,25 +354,22 @@ class _Checker:
                         detail="retention drop cut short; removed at the next open",
                     )
                     continue
-                if names.parse_segment_name(seg) is None or not self.fs.is_dir(spath):
-                    self.add(
-                        Severity.WARNING,
-                        Kind.FOREIGN_ENTRY,
-                        self.rel(spath),
-                        detail="not a segment; left untouched",
-                    )
+                if names.parse_segment_name(seg) is None:
+                    self.foreign(self.rel(spath), self.fs.kind(spath), "a segment")
+                    continue
+                if not self.fs.is_dir(spath):
+                    self.refused(self.rel(spath), self.fs.kind(spath), "a segment directory")
                     continue
                 for shard in self.listdir(spath):
                     tpath = posixpath.join(spath, shard)
-                    if names.parse_shard_name(shard) is None or not self.fs.is_dir(tpath):
-                        self.add(
-                            Severity.WARNING,
-                            Kind.FOREIGN_ENTRY,
-                            self.rel(tpath),
-                            detail="not a shard; left untouched",
-                        )
-                        continue
-                    out.append((dataset, tpath))
+                    n = names.parse_shard_name(shard)
+                    if n is None:
+                        self.foreign(self.rel(tpath), self.fs.kind(tpath), "a shard")
+                    elif n != 0 or not self.fs.is_dir(tpath):
+                        # Lamina serves shard-0 only: rows under any other name are never read
+                        self.refused(self.rel(tpath), self.fs.kind(tpath), "shard-0, the one shard served,")
+                    else:
+                        out.append((dataset, tpath))
         return out
 
     # -- tables ------------------------------------------------------------------------------
@@ -376,6 +420,16 @@ class _Checker:
                 except FileNotFoundError:
                     break  # pruned under us: list again
                 except OSError as e:
+                    if not proves_damage(e):  # EACCES, EIO...: the check could not look
+                        problem = Problem(
+                            Severity.ERROR,
+                            Kind.ENVIRONMENT,
+                            table,
+                            file=fname,
+                            reason=errno.errorcode.get(e.errno or 0, ""),
+                            detail=f"cannot read the newest manifest ({e}): not damage; parts not checked",
+                        )
+                        return entries, None, [*out, problem]
                     err: Exception = e
                 else:
                     try:
@@ -556,7 +610,8 @@ class _Checker:
                 )
                 rows += reader.meta.rows
                 size += reader.meta.data_size()
-                if self.deep:
+                found = self.misplaced(table, path, pname, reader.meta, engine, dataset)
+                if self.deep and found is None:
                     res.frames += reader.verify_all(schema)
             except CorruptPartError as e:
                 found = _part_problem(table, e)
@@ -593,6 +648,28 @@ class _Checker:
         if any(p.is_damage for p in out):
             res.summary = attrs.evolve(res.summary, status="damaged")
         return res
+
+    def misplaced(
+        self, table: str, path: str, part: str, meta: PartMeta, engine: Engine, dataset: str
+    ) -> Problem | None:
+        """What `Table._check_placement` refuses to open: rows of another dataset, or outside the
+        segment's time range (queries would miss them)."""
+        start = names.parse_segment_name(posixpath.basename(posixpath.dirname(path))) or 0
+        end = start + engine.segment_interval_ns
+        if meta.dataset != dataset:
+            why = f"its rows belong to dataset {meta.dataset!r}"
+        elif meta.rows and not start <= meta.min_ts <= meta.max_ts < end:
+            why = f"its rows span [{meta.min_ts}, {meta.max_ts}], outside the segment [{start}, {end})"
+        else:
+            return None
+        return Problem(
+            Severity.DAMAGE,
+            Kind.MISPLACED_PART,
+            table,
+            part=part,
+            detail=f"{why}: its directory was renamed or moved by hand; the store refuses to open this "
+            "table until it is moved back",
+        )
 
     def quarantined(self, table: str, path: str, name: str) -> Problem:
         try:

@@ -358,20 +358,33 @@ def repair(
 
     if not is_store(os.fspath(directory)):
         raise _usage_error(f"{directory} is not a Lamina store (no lamina.json)")
+    registry = _load_registry()
+    actions: list[str] = []
     try:
-        results = repair_store(os.fspath(directory), registry=_load_registry())
+        results = repair_store(os.fspath(directory), registry=registry, actions=actions)
     except LaminaError as e:
         _err().print(Text(f"error: {e}", style="bold red"))
         raise typer.Exit(EXIT_DAMAGE) from None
     console = _out()
-    if not results:
-        console.print("nothing to repair: every table opens")
+    for a in actions:
+        console.print(a)
     for r in results:
         console.print(
             f"{r.table}: manifest {r.epoch} lists {len(r.live)} part(s); "
             f"{len(r.retired)} retired merge input(s) left for removal; "
             f"{len(r.quarantined)} damaged part(s) quarantined {list(r.quarantined) or ''}"
         )
+    # What repair does not touch (foreign entries, misplaced parts, what the environment refused)
+    # is said too, each with what to do: a repair that stayed silent about them would read as "all
+    # is well".
+    report = check_store(os.fspath(directory), registry=registry)
+    left = [p for p in _by_severity(report.problems) if p.needs_attention]
+    if not results and not actions and not left:
+        console.print("nothing to repair: every table opens and nothing needs attention")
+    for p in left:
+        console.print(Text.assemble(("not repaired ", "bold red"), _problem_text(p)), soft_wrap=True)
+    if left:
+        raise typer.Exit(EXIT_DAMAGE if report.damage else EXIT_ERRORS)
 
 
 # -- demo -------------------------------------------------------------------------------------

@@ -174,6 +174,19 @@ class ManifestMissingError(LaminaError):
         )
 
 
+class MisplacedPartError(LaminaError):
+    """A valid part sits in a directory that does not match it: its dataset or segment directory
+    was renamed or moved by hand. Serving it there would answer queries wrongly (rows under
+    another dataset's name, or skipped by segment pruning), so the open refuses."""
+
+    def __init__(self, table: str, part: str, why: str) -> None:
+        self.table, self.part, self.why = table, part, why
+        super().__init__(
+            f"part {part} of {table} is misplaced: {why}. Its dataset or segment directory was "
+            "renamed or moved outside Lamina; move it back to where its rows belong, then reopen"
+        )
+
+
 class PartIdExhaustedError(LaminaError):
     """A table has allocated every 64-bit part ID. Never wrapped (an old ID could come back) and
     never widened (a 17-digit name is not a part name)."""
@@ -245,6 +258,14 @@ class StoreLockedError(LaminaError):
     def __init__(self, path: str) -> None:
         self.path = path
         super().__init__(f"store {path} is open in another process (it holds the lock on the directory)")
+
+
+class NotAStoreError(LaminaError):
+    """The path is not a Lamina store (no `lamina.json`), and Lamina will not make it one."""
+
+    def __init__(self, path: str, why: str) -> None:
+        self.path = path
+        super().__init__(f"{path} is not a Lamina store: {why}")
 
 
 class StoreAlreadyOpenError(StoreLockedError):

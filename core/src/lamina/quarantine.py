@@ -15,11 +15,11 @@ from typing import Any
 import attrs
 
 from lamina import __version__, names
-from lamina.errors import CorruptPartError
+from lamina.errors import CorruptPartError, ForeignEntryError
 from lamina.format.part_meta import FORMAT_VERSION, QuarantineReason
 from lamina.format.records import dump_record
 from lamina.io.durable import fsync_dir, mkdir_durable, rmtree, write_atomic
-from lamina.io.fs import FileSystem
+from lamina.io.fs import DIR, FileSystem
 
 
 def reason_record(
@@ -50,8 +50,11 @@ def corrupt_dir(table_dir: str) -> str:
 def move_to_corrupt(fs: FileSystem, table_dir: str, part: str, reason: QuarantineReason) -> str:
     """Move `part` into `corrupt/` and write its reason.json; returns the new path."""
     cdir = corrupt_dir(table_dir)
-    if not fs.exists(cdir):
+    kind = fs.kind(cdir)
+    if kind is None:
         mkdir_durable(fs, cdir)
+    elif kind != DIR:  # a file (or link) named corrupt: quarantined parts cannot go there
+        raise ForeignEntryError(cdir, kind, "it is where quarantined parts go: move it away, then reopen")
     src = posixpath.join(table_dir, part)
     dest = posixpath.join(cdir, part)
     n = 1

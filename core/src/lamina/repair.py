@@ -14,12 +14,13 @@ on disk when a part was made (not only its direct inputs), so chains of merges r
 
 from __future__ import annotations
 
+import json
 import posixpath
 from typing import Any
 
 import attrs
 
-from lamina import names
+from lamina import __version__, names
 from lamina.commit import write_manifest
 from lamina.datasets import DatasetError, engine_for
 from lamina.errors import CorruptionReason, CorruptPartError, StoreLockedError
@@ -27,6 +28,7 @@ from lamina.format.part_meta import SUPPORTED_VERSIONS, Manifest, PartMeta
 from lamina.format.part_reader import DirSource, PartReader
 from lamina.format.records import RecordError, load_record, read_record_file
 from lamina.io.confined import confined
+from lamina.io.durable import write_atomic
 from lamina.io.fs import DIR, FILE, FileSystem
 from lamina.log import get_logger
 from lamina.quarantine import move_to_corrupt, reason_record
@@ -172,11 +174,41 @@ def _copies(metas: dict[int, PartMeta]) -> list[tuple[str, CorruptPartError]]:
     return out
 
 
-def repair_store(path: str, *, fs: FileSystem | None = None, registry: Any = None) -> list[RepairResult]:
-    """Rebuild the manifest of every table that open would refuse; returns what was done.
+def repair_descriptor(fs: FileSystem, root: str) -> str | None:
+    """Rewrite a damaged `lamina.json` (a regular file that is empty, garbage or torn): it holds
+    only the format version and when the store was created, so a fresh one loses nothing. One of
+    an unsupported version, or an entry that is not a file, is left alone. Returns what was done."""
+    path = posixpath.join(root, names.STORE_DESCRIPTOR)
+    if fs.kind(path) != FILE:
+        return None
+    try:
+        data = json.loads(read_record_file(fs, path))
+        if isinstance(data, dict) and "format_version" in data:
+            return None
+    except (ValueError, TypeError):
+        pass
+    from lamina.store import DESCRIPTOR_VERSION
+
+    body = {
+        "format_version": DESCRIPTOR_VERSION,
+        "created_by": f"lamina {__version__} (repair)",
+        "created_ns": 0,
+    }
+    write_atomic(fs, path, json.dumps(body, indent=1).encode())
+    log.warning("rewrote the damaged store descriptor {}", path)
+    return f"rewrote the damaged {names.STORE_DESCRIPTOR}"
+
+
+def repair_store(
+    path: str, *, fs: FileSystem | None = None, registry: Any = None, actions: list[str] | None = None
+) -> list[RepairResult]:
+    """Rebuild the manifest of every table that open would refuse, and a damaged descriptor;
+    returns the tables rebuilt (`actions`, if given, also receives a line per other fix).
 
     Takes the store's lock (nothing else may write meanwhile); tables of engines that are not
-    installed are left alone (their schemas are needed to validate parts).
+    installed are left alone (their schemas are needed to validate parts). Foreign entries,
+    misplaced parts and environment errors are never "repaired": `lamina check` after a repair
+    lists what is left and what to do about it.
     """
     from lamina.io.fs import OSFileSystem, absolute
     from lamina.plugins import Registry
@@ -193,6 +225,9 @@ def repair_store(path: str, *, fs: FileSystem | None = None, registry: Any = Non
         raise StoreLockedError(root) from None
     out = []
     try:
+        fixed = repair_descriptor(fs, root)
+        if fixed is not None and actions is not None:
+            actions.append(fixed)
         for engine_name, engine in sorted(registry.engines.items()):
             epath = posixpath.join(root, engine_name)
             if not fs.is_dir(epath):

@@ -30,6 +30,7 @@ from lamina.errors import (
     ForkedStoreError,
     InvalidInputError,
     LaminaError,
+    NotAStoreError,
     StoreAlreadyOpenError,
     StoreClosedError,
     StoreLockedError,
@@ -197,11 +198,19 @@ class EngineHandle:
 
     def _discover(self) -> None:
         fs, root = self.store.fs, posixpath.join(self.store.path, self.name)
-        if not fs.is_dir(root):
+        kind = fs.kind(root)
+        if kind is None:
             return
+        if kind != DIR:  # every write of this engine would fail on it later, less clearly
+            raise ForeignEntryError(root, kind, f"engine {self.name!r} keeps its data there: move it away")
         for dataset in fs.listdir(root):
             dpath = posixpath.join(root, dataset)
-            if not names.valid_dataset(dataset) or not fs.is_dir(dpath):
+            dkind = fs.kind(dpath)
+            if names.valid_dataset(dataset) and dkind != DIR:
+                raise ForeignEntryError(
+                    dpath, dkind or "entry", f"it is where dataset {dataset!r} belongs: move it away"
+                )
+            if not names.valid_dataset(dataset):
                 # `lamina check` reports it as an error; its rows (if any) are not served
                 log.bind(engine=self.name).warning("foreign entry {} left untouched", dpath)
                 continue
@@ -218,6 +227,7 @@ class EngineHandle:
             for seg in fs.listdir(dpath):
                 spath = posixpath.join(dpath, seg)
                 kind = fs.kind(spath)
+                self._refuse_misfiled(spath, seg)
                 if seg.endswith(names.DROPPING_SUFFIX) and kind == DIR:  # a drop cut short: finish it
                     # The rename may be in the page cache only (a process killed before the
                     # drop's own fsync): make it durable before unlinking inside, for the reason
@@ -234,6 +244,30 @@ class EngineHandle:
                     self._table(dataset, start)
                 elif seg != DATASET_FILE:
                     log.bind(engine=self.name).warning("foreign entry {} left untouched", spath)
+
+    def _refuse_misfiled(self, spath: str, seg: str) -> None:
+        """A segment (or its shard) that is not where Lamina reads it: a file of a segment's name,
+        a `shard-0` that is not a directory, or another shard (Lamina serves shard-0 only). Its
+        rows would be missing from every answer, and writes into its time range would fail later
+        and less clearly: refuse now, naming it."""
+        fs = self.store.fs
+        if names.parse_segment_name(seg) is None:
+            return
+        kind = fs.kind(spath)
+        if kind != DIR:
+            raise ForeignEntryError(spath, kind or "entry", "a segment directory belongs there: move it away")
+        for shard in fs.listdir(spath):
+            n = names.parse_shard_name(shard)
+            path = posixpath.join(spath, shard)
+            if n == 0 and fs.kind(path) != DIR:
+                raise ForeignEntryError(path, fs.kind(path) or "entry", "the segment's table belongs there")
+            if n is not None and n != 0:
+                raise ForeignEntryError(
+                    path,
+                    "shard directory",
+                    "Lamina serves shard-0 only, so its rows would never be read: if it was shard-0, rename "
+                    "it back",
+                )
 
     def tables(self, dataset: str | None = None) -> list[Table]:
         with self._lock:
@@ -504,6 +538,9 @@ class Store:
             for name in sorted(self.registry.engines):
                 self.engine(name)._discover()
         except BaseException:
+            for h in self._handles.values():
+                h.close()
+            self.descriptors.close()
             self._release_lock()
             raise
         self._wakeup = threading.Event()
@@ -559,6 +596,23 @@ class Store:
                     f"(this Lamina reads {DESCRIPTOR_VERSION})"
                 )
             return
+        # Never adopt a directory that is not a store (SPEC §10.10). What an interrupted first
+        # open may have left is allowed: the descriptor's tmp file, a legacy lock file, and the
+        # directories of installed engines and of transactions (a power cut can keep a table's
+        # directories and lose the descriptor, whose name had no barrier of its own yet).
+        ours = {names.STORE_DESCRIPTOR + TMP_SUFFIX, names.STORE_LOCK}
+        dirs = {names.TXN_DIR, *self.registry.engines}
+        strays = [
+            n
+            for n in self.fs.listdir(self.path)
+            if n not in ours and not (n in dirs and self.fs.kind(posixpath.join(self.path, n)) == DIR)
+        ]
+        if strays:
+            raise NotAStoreError(
+                self.path,
+                f"it is not empty ({', '.join(strays[:5])}{', ...' if len(strays) > 5 else ''}) and holds no "
+                f"{names.STORE_DESCRIPTOR}; refusing to turn it into a store: open an empty or new directory",
+            )
         body = {
             "format_version": DESCRIPTOR_VERSION,
             "created_by": f"lamina {__version__}",

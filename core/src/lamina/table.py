@@ -28,6 +28,7 @@ from lamina.errors import (
     CorruptPartError,
     ForeignEntryError,
     ManifestMissingError,
+    MisplacedPartError,
     MissingPartError,
     PartIdExhaustedError,
     PoisonedTableError,
@@ -240,6 +241,7 @@ class Table:
                 dropped.append(pid)
                 continue
             self._live[pid] = self._handle(reader)
+            self._check_placement(reader)
         if dropped or manifest is None or rolled_back:
             self._write_manifest(sorted(self._live))
         prune_manifests(fs, self.path, self._epoch - 1)
@@ -247,6 +249,23 @@ class Table:
         for pid in dropped:
             self._auto_salvage(names.part_name(pid))
         return self
+
+    def _check_placement(self, reader: PartReader) -> None:
+        """A valid part in the wrong directory (a dataset or segment directory renamed by hand)
+        would be served under the wrong dataset, or skipped by queries that prune segments by
+        their time range: refuse, naming it, rather than drop rows from answers silently."""
+        meta, start = reader.meta, self.segment_start
+        end = start + self.engine.segment_interval_ns
+        if meta.dataset != self.dataset:
+            raise MisplacedPartError(
+                self.path, reader.name, f"its rows belong to dataset {meta.dataset!r}, not {self.dataset!r}"
+            )
+        if meta.rows and not start <= meta.min_ts <= meta.max_ts < end:
+            raise MisplacedPartError(
+                self.path,
+                reader.name,
+                f"its rows span [{meta.min_ts}, {meta.max_ts}], outside this segment [{start}, {end})",
+            )
 
     def _auto_salvage(self, pname: str) -> None:
         if not self.env.auto_salvage or names.parse_part_name(pname) in self.salvaged:
