@@ -274,3 +274,31 @@ def test_a_large_write_that_hits_enospc_raises_it_and_abort_frees_the_file(small
     w.abort()
     Path(path).unlink()
     assert not _deleted_descriptors(small_mount)
+
+
+def test_lamina_demo_on_a_full_disk_says_so_and_exits_without_a_traceback(small_mount: Path) -> None:
+    """`lamina demo` used to end in a traceback when the disk filled up: it now stops with one
+    message saying what happened and that what was flushed is durable."""
+    import sys
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lamina.cli",
+            "demo",
+            str(small_mount / "demo"),
+            "--spans",
+            "20000",
+            "--rows",
+            "500",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "NO_COLOR": "1", "COLUMNS": "160"},
+    )
+    assert done.returncode == 1, (done.returncode, done.stdout[-1500:], done.stderr[-1500:])
+    assert "Traceback" not in done.stderr and "Traceback" not in done.stdout
+    assert "demo stopped" in done.stderr
+    assert "No space left" in done.stderr or "disk is" in done.stderr
