@@ -97,9 +97,13 @@ class DirSource:
         self.fs, self.path = fs, path
         self._private = descriptors is None
         self.descriptors = DescriptorCache(fs, 8) if descriptors is None else descriptors
+        self._paths: dict[str, str] = {}
 
     def read(self, name: str, offset: int, size: int) -> bytes:
-        return self.descriptors.pread_exact(posixpath.join(self.path, name), offset, size)
+        path = self._paths.get(name)
+        if path is None:
+            path = self._paths[name] = posixpath.join(self.path, name)
+        return self.descriptors.pread_exact(path, offset, size)
 
     def read_all(self, name: str) -> bytes:
         return self.fs.read_file(posixpath.join(self.path, name))

@@ -13,6 +13,7 @@ fails too, the error propagates (an environment error: the caller reports it, ne
 from __future__ import annotations
 
 import errno
+import posixpath
 import resource
 import threading
 from collections import OrderedDict
@@ -48,6 +49,8 @@ class DescriptorCache:
         self.capacity = default_capacity() if capacity is None else max(1, capacity)
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        #: directory -> paths cached under it, so closing one part costs its own files only
+        self._by_dir: dict[str, set[str]] = {}
         #: descriptors opened / closed by eviction, for metrics and tests
         self.opened = 0
         self.evicted = 0
@@ -73,10 +76,9 @@ class DescriptorCache:
     def forget(self, prefix: str) -> None:
         """Close the descriptors of every file under directory `prefix` (a part being closed);
         one still in use is closed when its read ends."""
-        pre = prefix.rstrip("/") + "/"
         done: list[ReadableFile] = []
         with self._lock:
-            for path in [p for p in self._entries if p.startswith(pre)]:
+            for path in self._by_dir.pop(posixpath.normpath(prefix), ()):
                 entry = self._entries.pop(path)
                 if entry.users:
                     entry.doomed = True
@@ -86,7 +88,11 @@ class DescriptorCache:
             f.close()
 
     def close(self) -> None:
-        self.forget("/")
+        """Close every descriptor (one in use is closed when its read ends)."""
+        with self._lock:
+            dirs = list(self._by_dir)
+        for d in dirs:
+            self.forget(d)
 
     # -- internals -------------------------------------------------------------------------
     def _acquire(self, path: str) -> _Entry:
@@ -102,10 +108,12 @@ class DescriptorCache:
             entry = self._entries.get(path)
             if entry is None:
                 entry = self._entries[path] = _Entry(opened)
+                self._by_dir.setdefault(posixpath.dirname(path), set()).add(path)
             else:  # another reader opened it meanwhile: keep theirs
                 surplus.append(opened)
             entry.users += 1
-            surplus += self._evict_locked(self.capacity)
+            if len(self._entries) > self.capacity:
+                surplus += self._evict_locked(self.capacity)
         for f in surplus:
             f.close()
         return entry
@@ -113,24 +121,34 @@ class DescriptorCache:
     def _release(self, entry: _Entry) -> None:
         with self._lock:
             entry.users -= 1
-            done = self._evict_locked(self.capacity)
-            if entry.doomed and entry.users == 0:
-                done.append(entry.file)
+            if entry.users == 0 and (entry.doomed or len(self._entries) > self.capacity):
+                done = self._evict_locked(self.capacity)
+                if entry.doomed:
+                    done.append(entry.file)
+            else:
+                return
         for f in done:
             f.close()
 
     def _evict_locked(self, keep: int) -> list[ReadableFile]:
         """Pop idle entries, oldest first, until at most `keep` remain (busy ones stay)."""
-        out: list[ReadableFile] = []
-        if len(self._entries) <= keep:
-            return out
-        for path in list(self._entries):
-            if len(self._entries) <= keep:
-                break
-            entry = self._entries[path]
+        excess = len(self._entries) - keep
+        if excess <= 0:
+            return []
+        victims = []
+        for path, entry in self._entries.items():  # oldest first; usually the first is idle
             if entry.users == 0:
-                del self._entries[path]
-                out.append(entry.file)
+                victims.append(path)
+                if len(victims) == excess:
+                    break
+        out = []
+        for path in victims:
+            out.append(self._entries.pop(path).file)
+            d = posixpath.dirname(path)
+            paths = self._by_dir[d]
+            paths.discard(path)
+            if not paths:
+                del self._by_dir[d]
         self.evicted += len(out)
         return out
 
