@@ -153,7 +153,7 @@ KERNEL_LABELS: dict[str, str] = {
     "kernel_quarantined": "  parts quarantined by a cut alone",
     "kernel_ops_replayed": "  file-system calls logged and replayed into SimFS",
     "kernel_not_admitted": "  surviving states SimFS's crash model does not allow",
-    "kernel_not_admitted_stale": "    of which only for names SimFS forgets (stale tmp names)",
+    "kernel_not_admitted_stale": "    of which only stale entries (values SimFS forgets)",
 }
 # The summary prints only labelled figures. Registering them here covers a run in one process;
 # under pytest-xdist the controller prints them only if figures.LABELS lists them itself.
