@@ -317,3 +317,39 @@ def test_the_os_file_system_never_opens_a_fifo_or_follows_a_symlink_for_reading(
             fs.open_read(str(tmp_path / name))
     assert fs.kind(str(tmp_path / "fifo")) == "other" and fs.kind(str(tmp_path / "link")) == SYMLINK
     assert not fs.is_dir(str(tmp_path / "link"))
+
+
+def test_a_store_whose_own_path_leads_through_symlinks_works(tmp_path: Path) -> None:
+    """Links above the store, or the store's own path being one, are the user's choice (`/data
+    -> /mnt/ssd`): followed. Found by a review: O_NOFOLLOW on every directory fsync made such a
+    store unable to commit."""
+    for i, leaf in enumerate(("store", "")):
+        real = tmp_path / f"real{i}"
+        real.mkdir()
+        (tmp_path / f"link{i}").symlink_to(real)
+        root = tmp_path / f"link{i}" / leaf if leaf else tmp_path / f"link{i}"
+        with open_kv_store(str(root)) as s:
+            s.engine("kv").write(kv_batch([b"a", b"b"], [T0, T0 + 1]))
+            s.engine("kv").flush()
+        with open_kv_store(str(root)) as s:
+            assert len(s.engine("kv").query()) == 2
+        assert check_store(str(root), registry=_registry()).ok
+
+
+def test_a_directory_replaced_by_a_symlink_while_the_store_is_open_is_caught_at_the_next_write(
+    store_dir: Path, canary: Path
+) -> None:
+    s = open_kv_store(str(store_dir))
+    kv = s.engine("kv")
+    kv.write(kv_batch([b"one"], [T0 + 50]))
+    kv.flush()  # every directory on the way is now known to be one
+    seg = store_dir / "kv" / "default" / SEG
+    seg.rename(canary / "seg")
+    seg.symlink_to(canary / "seg")
+    before = _snapshot(canary)
+    kv.write(kv_batch([b"two"], [T0 + 60]))
+    with pytest.raises(SymlinkInStoreError):
+        kv.flush()
+    assert _snapshot(canary) == before  # not one file of the new part written through the link
+    with pytest.raises(SymlinkInStoreError):
+        s.close()

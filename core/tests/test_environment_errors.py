@@ -193,3 +193,31 @@ def test_the_descriptor_cache_keeps_at_most_its_capacity_idle(sim: SimFS) -> Non
     assert s.descriptors.evicted > 0, "the cache never had to evict: the test proves nothing"
     s.close()
     assert s.descriptors.open_count == 0
+
+
+def test_an_environment_error_on_a_positional_read_names_the_file(sim: SimFS) -> None:
+    """pread(2) reports no file name; the message must still say which file it was."""
+    _fill(sim)
+    s = open_kv_store(ROOT, fs=sim, background=False)
+    s.descriptors.close()
+    victim = _parts(sim)[0]
+    sim.inject("pread", f"{_table(sim)}/{victim}/*", errno.EIO, once=False)
+    with pytest.raises(EnvironmentIOError) as info:
+        s.engine("kv").query()
+    assert f"{victim}/" in str(info.value) and "None" not in str(info.value)
+    sim.clear_faults()
+    s.close()
+
+
+def test_an_environment_error_during_automatic_salvage_leaves_the_part_quarantined(sim: SimFS) -> None:
+    """Found by review: only SalvageError was caught, so an EIO while salvaging failed the open
+    after the quarantine had been committed."""
+    _fill(sim)
+    victim = _parts(sim)[1]
+    sim.truncate(posixpath.join(_table(sim), victim, "values.bin"), 7)
+    fault = sim.inject("read_file", f"{_table(sim)}/corrupt/{victim}/*", errno.EIO, once=False)
+    s = open_kv_store(ROOT, fs=sim, background=False, auto_salvage=True)
+    assert fault.fired, "salvage never read the part: the test proves nothing"
+    assert sim.listdir(posixpath.join(_table(sim), names.CORRUPT_DIR)) == [victim]
+    assert len(s.engine("kv").query()) == 40
+    s.close()

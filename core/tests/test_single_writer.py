@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from lamina.errors import ForkedStoreError, StoreAlreadyOpenError
+from lamina.errors import ForkedStoreError, StoreAlreadyOpenError, StoreLockedError
 from lamina.io.fs import LockLostError
 from lamina.testing.kv import kv_batch, open_kv_store
 
@@ -148,3 +148,82 @@ def test_a_writer_whose_store_directory_was_replaced_stops_before_committing(tmp
     with pytest.raises(LockLostError):
         s.close()  # still buffered, still refused
     assert len(_keys(tmp_path / "moved")) == 10  # the first writer's acknowledged rows
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_forked_child_that_outlives_its_parent_does_not_keep_the_store_locked(tmp_path: Path) -> None:
+    """Found by review: the child kept its copy of the lock, so a parent killed without closing
+    left a long-lived worker holding every later writer out."""
+    root = tmp_path / "store"
+    code = (
+        "import os, sys, time\nfrom lamina.testing.kv import kv_batch, open_kv_store\n"
+        "s = open_kv_store(sys.argv[1])\n"
+        "s.engine('kv').write(kv_batch([b'a'], [1])); s.engine('kv').flush()\n"
+        "if os.fork() == 0:\n    os.close(1); os.close(2); time.sleep(15); os._exit(0)\n"
+        "print('parent gone', flush=True); os._exit(0)  # killed, in effect: no close()\n"
+    )
+    parent = subprocess.run(
+        [sys.executable, "-c", code, str(root)], capture_output=True, text=True, timeout=60
+    )
+    assert "parent gone" in parent.stdout, parent.stderr
+    with open_kv_store(str(root)) as s:  # the child is still sleeping
+        assert [r[0] for r in s.engine("kv").query()] == [b"a"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_forked_child_cannot_drop_or_list_quarantined_parts(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    s = open_kv_store(str(root))
+    pid = os.fork()
+    if pid == 0:
+        refused = 0
+        for op in (s.quarantined, lambda: s.drop_quarantined("x", force=True), lambda: s.salvage("x")):
+            try:
+                op()
+            except ForkedStoreError:
+                refused += 1
+            except BaseException:
+                pass
+        os._exit(refused)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 3
+    s.close()
+
+
+def test_a_writer_of_an_older_lamina_holding_lamina_lock_keeps_a_new_one_out(tmp_path: Path) -> None:
+    """Lamina before this version locked `lamina.lock`; while that file exists both are held."""
+    import fcntl
+
+    root = tmp_path / "store"
+    open_kv_store(str(root)).close()
+    legacy = root / "lamina.lock"
+    legacy.write_bytes(b"")
+    fd = os.open(legacy, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as the older writer would
+    try:
+        with pytest.raises(StoreLockedError):
+            open_kv_store(str(root))
+    finally:
+        os.close(fd)
+    open_kv_store(str(root)).close()
+
+
+def test_a_coupled_flush_whose_store_directory_was_replaced_writes_no_intent(tmp_path: Path) -> None:
+    """The intent is a transaction's commit point: ownership is checked before it is written."""
+    root = tmp_path / "store"
+    s = open_kv_store(str(root))
+    group = s.couple([("kv", "a"), ("kv", "b")])
+    for ds in ("a", "b"):
+        s.engine("kv").write(_batch(b"x", 3, 0), dataset=ds)
+    group.flush()
+    shutil.move(str(root), str(tmp_path / "moved"))
+    other = open_kv_store(str(root))
+    for ds in ("a", "b"):
+        s.engine("kv").write(_batch(b"y", 3, 10), dataset=ds)
+    with pytest.raises(LockLostError):
+        group.flush()
+    assert not (root / "txn").exists() or not list((root / "txn").iterdir())
+    assert not (root / "kv").exists()  # nothing of the first writer in the new store
+    other.close()
+    with pytest.raises(LockLostError):
+        s.close()

@@ -285,3 +285,13 @@ def _unreadable_entry(base: Path, what: str) -> None:
     target.chmod(0o755 if target.is_dir() else 0o644)
     with open_kv_store(str(root)) as s:
         assert len(s.engine("kv").query()) == ROWS
+
+
+def test_a_store_at_the_root_of_a_fresh_file_system_beside_lost_and_found(tmp_path: Path) -> None:
+    """mkfs leaves lost+found at the root of an ext4 volume: a store may live right there
+    (found by review: the adoption check refused it, and check flagged it forever)."""
+    (tmp_path / "vol").mkdir()
+    (tmp_path / "vol" / "lost+found").mkdir()
+    with open_kv_store(str(tmp_path / "vol")) as s:
+        s.engine("kv").write(kv_batch([b"a"], [T0]))
+    assert check_store(str(tmp_path / "vol"), registry=_registry()).ok

@@ -355,3 +355,39 @@ def test_a_pending_intent_never_rolls_forward_a_part_that_was_merged_since(crash
     assert state.listdir(posixpath.join(ROOT, names.TXN_DIR)) == []
     again.close()
     del held
+
+
+@pytest.mark.parametrize("err", ["EMFILE", "EACCES", "EIO"])
+def test_an_environment_error_while_judging_a_pending_intent_fails_the_open_and_serves_nothing_twice(
+    err: str,
+) -> None:
+    """Found by review (issue 13): `_merged_away` took any OSError reading a merged part's
+    metadata for "not merged", and rolled the retired input forward beside its merge output."""
+    import errno
+
+    from lamina.errors import EnvironmentIOError
+
+    fs = SimFS()
+    store = open_kv_store(ROOT, fs=fs)
+    group = store.couple(MEMBERS)
+    kv = store.engine("kv")
+    _write_both(store, kv_batch([b"k1"], [T0 + 1]))
+    group.flush()
+    fs.inject("create", f"{ROOT}/kv/b/*.snp.tmp", errno.ENOSPC)
+    _write_both(store, kv_batch([b"k2"], [T0 + 2]))
+    with pytest.raises(OSError, match="No space"):
+        group.flush()
+    held = kv.tables("a")[0].snapshot(include_memory=False)  # keeps the merged input's directory
+    assert kv.merge_now() >= 1
+    state = fs.crash_state("process")
+    merged = [n for n in state.listdir(kv.tables("a")[0].path) if names.parse_part_name(n) is not None][-1]
+    code = getattr(errno, err)
+    state.inject("read_file", f"{ROOT}/kv/a/*/shard-0/{merged}/metadata.json", code, once=False)
+    with pytest.raises(EnvironmentIOError) as info:
+        open_kv_store(ROOT, fs=state)
+    assert info.value.errno == code
+    state.clear_faults()
+    again = open_kv_store(ROOT, fs=state)
+    assert _rows(again, "a") == [(b"k1", T0 + 1), (b"k2", T0 + 2)]  # each row once
+    again.close()
+    held.release()

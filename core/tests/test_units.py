@@ -102,6 +102,31 @@ def test_part_and_manifest_names_round_trip() -> None:
     assert names.parse_manifest_name("0000000000000007.snp.tmp") is None
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "0000000000000001\n",
+        "0000000000000001.snp\n",
+        "0000000000000001.intent\n",
+        "seg-20231114\n",
+        "seg-2023111\u0664",
+        "shard-0\n",
+        "shard-\u0660",
+    ],
+)
+def test_no_name_parser_accepts_a_trailing_newline_or_a_non_ascii_digit(name: str) -> None:
+    """`$` matches before a trailing newline and `\\d` matches any Unicode digit: a directory
+    named "0000000000000001\\n" was taken for part 1 (found by the input review)."""
+    parsers = (
+        names.parse_part_name,
+        names.parse_manifest_name,
+        names.parse_intent_name,
+        names.parse_segment_name,
+        names.parse_shard_name,
+    )
+    assert all(parse(name) is None for parse in parsers)
+
+
 def test_segment_names_round_trip_for_day_and_hour_intervals() -> None:
     day, hour = 86_400 * 10**9, 3600 * 10**9
     t = 1_764_028_800 * 10**9  # 2025-11-25T00:00Z

@@ -201,6 +201,8 @@ class _Checker:
             kind = self.fs.kind(path)
             if name == names.STORE_DESCRIPTOR or (name == names.STORE_LOCK and kind == FILE):
                 continue  # (lamina.lock: what Lamina before 0.2 locked; harmless)
+            if name == names.LOST_FOUND and kind == DIR:
+                continue  # a store at the root of its own file system
             if name == names.TXN_DIR and kind == DIR:
                 self.check_txn_dir(path)
             elif name == names.TXN_DIR or (name in self.registry.engines and kind != DIR):

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from lamina.errors import InvalidInputError, LaminaError
-from lamina.format.records import RecordError, dump_record, load_record
+from lamina.format.records import RecordError, dump_record, load_record, read_record_file
 from lamina.io.durable import makedirs_durable, write_atomic
 from lamina.io.fs import FileSystem
 
@@ -85,12 +85,10 @@ def load_options(fs: FileSystem, store_path: str, engine: str, dataset: str) -> 
     path = dataset_file(store_path, engine, dataset)
     if not fs.exists(path):
         return None
-    try:
-        rec = load_record(fs.read_file(path), DatasetRecord, SUPPORTED_DATASET_VERSIONS)
+    try:  # an environment error (EACCES, EIO) propagates as one: it is not damaged options
+        rec = load_record(read_record_file(fs, path), DatasetRecord, SUPPORTED_DATASET_VERSIONS)
     except RecordError as e:
         raise DatasetError(path, str(e)) from None
-    except OSError as e:
-        raise DatasetError(path, f"unreadable: {e}") from None
     if rec.engine != engine or rec.dataset != dataset:
         raise DatasetError(path, f"belongs to {rec.engine}/{rec.dataset}, not {engine}/{dataset}")
     try:

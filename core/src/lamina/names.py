@@ -17,6 +17,8 @@ DICTIONARY = "zstd.dict"
 #: Per-block, per-tag Bloom filters and int min/max (layouts with `tag_filters=True`).
 TAG_FILTERS = "tags.tff"
 CORRUPT_DIR = "corrupt"
+#: What mkfs leaves at the root of a new ext2/3/4 file system: a store may live right there.
+LOST_FOUND = "lost+found"
 REASON = "reason.json"
 TMP_SUFFIX = ".tmp"
 DROPPING_SUFFIX = ".dropping"
@@ -25,10 +27,13 @@ TAG_META_EXT = ".tm"
 #: Store-level directory of multi-table transaction intents (txn.py).
 TXN_DIR = "txn"
 
-_PART = re.compile(r"^[0-9a-f]{16}$")
-_MANIFEST = re.compile(r"^([0-9a-f]{16})\.snp$")
-_SEGMENT = re.compile(r"^seg-(\d{8}|\d{12})$")
-_SHARD = re.compile(r"^shard-(\d+)$")
+# Every name is matched whole (`fullmatch`) and in ASCII: `$` also matches before a trailing
+# newline, and `\d` accepts any Unicode digit, so "0000000000000001\n" or "shard-\u0660" would
+# parse as Lamina's own names.
+_PART = re.compile(r"[0-9a-f]{16}")
+_MANIFEST = re.compile(r"([0-9a-f]{16})\.snp")
+_SEGMENT = re.compile(r"seg-([0-9]{8}|[0-9]{12})")
+_SHARD = re.compile(r"shard-([0-9]+)")
 #: Dataset names, matched whole (`fullmatch`: a `$` would also match before a trailing newline, and
 #: "default\n" would become a directory name).
 _DATASET = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
@@ -39,7 +44,7 @@ def part_name(part_id: int) -> str:
 
 
 def parse_part_name(name: str) -> int | None:
-    return int(name, 16) if _PART.match(name) else None
+    return int(name, 16) if _PART.fullmatch(name) else None
 
 
 def manifest_name(epoch: int) -> str:
@@ -47,11 +52,11 @@ def manifest_name(epoch: int) -> str:
 
 
 def parse_manifest_name(name: str) -> int | None:
-    m = _MANIFEST.match(name)
+    m = _MANIFEST.fullmatch(name)
     return int(m.group(1), 16) if m else None
 
 
-_INTENT = re.compile(r"^([0-9a-f]{16})\.intent$")
+_INTENT = re.compile(r"([0-9a-f]{16})\.intent")
 
 
 def intent_name(txn_id: int) -> str:
@@ -59,7 +64,7 @@ def intent_name(txn_id: int) -> str:
 
 
 def parse_intent_name(name: str) -> int | None:
-    m = _INTENT.match(name)
+    m = _INTENT.fullmatch(name)
     return int(m.group(1), 16) if m else None
 
 
@@ -78,7 +83,7 @@ def segment_name(start_ns: int, interval_ns: int) -> str:
 
 
 def parse_segment_name(name: str) -> int | None:
-    m = _SEGMENT.match(name)
+    m = _SEGMENT.fullmatch(name)
     if not m:
         return None
     s = m.group(1)
@@ -92,7 +97,7 @@ def shard_name(n: int) -> str:
 
 
 def parse_shard_name(name: str) -> int | None:
-    m = _SHARD.match(name)
+    m = _SHARD.fullmatch(name)
     return int(m.group(1)) if m else None
 
 

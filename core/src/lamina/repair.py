@@ -23,7 +23,7 @@ import attrs
 from lamina import __version__, names
 from lamina.commit import write_manifest
 from lamina.datasets import DatasetError, engine_for
-from lamina.errors import CorruptionReason, CorruptPartError, StoreLockedError
+from lamina.errors import CorruptionReason, CorruptPartError
 from lamina.format.part_meta import SUPPORTED_VERSIONS, Manifest, PartMeta
 from lamina.format.part_reader import DirSource, PartReader
 from lamina.format.records import RecordError, load_record, read_record_file
@@ -219,10 +219,9 @@ def repair_store(
     if registry is None:
         registry = Registry()
         registry.load_entry_points()
-    try:
-        lock = fs.lock(root)
-    except BlockingIOError:
-        raise StoreLockedError(root) from None
+    from lamina.store import lock_store
+
+    lock = lock_store(fs, root)
     out = []
     try:
         fixed = repair_descriptor(fs, root)

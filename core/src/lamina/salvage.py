@@ -18,6 +18,7 @@ import attrs
 from lamina import names
 from lamina.errors import CorruptPartError, LaminaError
 from lamina.format.part_reader import DirSource, PartReader, parse_metadata
+from lamina.format.records import RecordError, read_record_file
 from lamina.format.rows import Rows, concat
 
 
@@ -50,8 +51,8 @@ def read_verifiable_rows(table: object, part: str) -> tuple[list[Rows], SalvageR
     if not fs.is_dir(path):
         raise SalvageError(f"no quarantined part {part} in {t.path}")  # type: ignore[attr-defined]
     try:
-        meta = parse_metadata(fs.read_file(posixpath.join(path, names.METADATA)), part)
-    except (CorruptPartError, OSError) as e:
+        meta = parse_metadata(read_record_file(fs, posixpath.join(path, names.METADATA)), part)
+    except (CorruptPartError, RecordError) as e:
         raise SalvageError(f"{part}: metadata.json is unusable ({e}); nothing can be located") from None
     try:
         reader = PartReader.open(

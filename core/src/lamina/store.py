@@ -62,9 +62,17 @@ _open_lock = threading.Lock()
 
 def _forget_stores_in_child() -> None:
     """After fork(): the child owns none of the parent's open stores (their buffers and lock are
-    the parent's; each handle refuses use by its pid check), so none blocks a fresh open there."""
+    the parent's; each handle refuses use by its pid check). It lets go of its copies of their
+    descriptors, the lock's first: a worker that outlives a parent killed without closing would
+    otherwise keep every later writer out. Locks other threads held at the fork are replaced,
+    never waited for (those threads do not exist in the child)."""
     global _open_lock
-    _open_lock = threading.Lock()  # may have been held by another thread at the fork
+    _open_lock = threading.Lock()
+    for ref in list(_open_stores.values()):
+        store = ref()
+        if store is not None:
+            store._lock.abandon()
+            store.descriptors.abandon()
     _open_stores.clear()
 
 
@@ -94,6 +102,46 @@ class StoreStats:
     flushes: int
     merges: int
     corrupt_parts: int
+
+
+class _StoreLock:
+    """The store directory's lock, plus the legacy `lamina.lock` file's while one exists: Lamina
+    before 0.2 locked that file, so both must be held for old and new to exclude each other."""
+
+    def __init__(self, main: FileLock, legacy: FileLock | None) -> None:
+        self.main, self.legacy = main, legacy
+
+    def release(self) -> None:
+        try:
+            if self.legacy is not None:
+                self.legacy.release()
+        finally:
+            self.main.release()
+
+    def verify(self) -> None:
+        self.main.verify()
+
+    def abandon(self) -> None:
+        if self.legacy is not None:
+            self.legacy.abandon()
+        self.main.abandon()
+
+
+def lock_store(fs: FileSystem, root: str) -> FileLock:
+    """Take the single-writer lock of the store at `root` (StoreLockedError if it is held)."""
+    try:
+        main = fs.lock(root)
+    except BlockingIOError:
+        raise StoreLockedError(root) from None
+    legacy_path = posixpath.join(root, names.STORE_LOCK)
+    legacy = None
+    if fs.kind(legacy_path) == FILE:
+        try:
+            legacy = fs.lock(legacy_path)
+        except BlockingIOError:
+            main.release()
+            raise StoreLockedError(root) from None
+    return _StoreLock(main, legacy)
 
 
 class EngineHandle:
@@ -433,13 +481,14 @@ class EngineHandle:
         seg_dir = posixpath.dirname(t.path)
         doomed = seg_dir + names.DROPPING_SUFFIX
         try:
+            self.store._before_commit()  # the rename is this drop's commit point
             fs.replace(seg_dir, doomed)
             # Load-bearing: the rename must be durable before any file inside is unlinked, or a
             # power loss could bring back the segment's name with some of its files gone. The
             # unlinks themselves need no barrier: a *.dropping directory is finished at open.
             fsync_dir(fs, posixpath.dirname(seg_dir))
             rmtree(fs, doomed)
-        except OSError as e:  # the next open finishes it (_discover)
+        except (OSError, LaminaError) as e:  # the next open finishes it (_discover)
             log.warning("could not remove expired segment {}: {}", seg_dir, e)
         finally:
             with self._lock:
@@ -557,10 +606,7 @@ class Store:
             other = _open_stores.get(self._identity)
             if other is not None and (o := other()) is not None and not o._closed:
                 raise StoreAlreadyOpenError(self.path)
-            try:
-                lock = self.fs.lock(self.path)
-            except BlockingIOError:
-                raise StoreLockedError(self.path) from None
+            lock = lock_store(self.fs, self.path)
             _open_stores[self._identity] = weakref.ref(self)
         return lock
 
@@ -578,9 +624,12 @@ class Store:
             raise ForkedStoreError(self.path, self._pid)
 
     def _before_commit(self) -> None:
-        """Checked right before every commit point: this process still owns the store."""
+        """Checked right before every commit point (and every deletion): this process still
+        owns the store. Confinement looks at the directories on the way afresh from here on
+        (io/confined.py remembers directories only between two commits)."""
         self._check_process()
         self._lock.verify()
+        self.fs.revalidate()
 
     def _init_dir(self) -> None:
         desc = posixpath.join(self.path, names.STORE_DESCRIPTOR)
@@ -600,7 +649,7 @@ class Store:
         # open may have left is allowed: the descriptor's tmp file, a legacy lock file, and the
         # directories of installed engines and of transactions (a power cut can keep a table's
         # directories and lose the descriptor, whose name had no barrier of its own yet).
-        ours = {names.STORE_DESCRIPTOR + TMP_SUFFIX, names.STORE_LOCK}
+        ours = {names.STORE_DESCRIPTOR + TMP_SUFFIX, names.STORE_LOCK, names.LOST_FOUND}
         dirs = {names.TXN_DIR, *self.registry.engines}
         strays = [
             n
@@ -678,6 +727,7 @@ class Store:
     # -- quarantine management ---------------------------------------------------------------
     def quarantined(self) -> list[QuarantinedPart]:
         """Every part in a corrupt/ directory of this store, with its reason."""
+        self._check_open()
         tables = [t for h in self._handles.values() for t in h.tables()]
         return list_quarantined(self.fs, tables)
 
@@ -705,6 +755,7 @@ class Store:
 
     def drop_quarantined(self, spec: str, *, force: bool = False) -> QuarantinedPart:
         """Delete a quarantined part. Unless it was salvaged, `force` is required: rows go."""
+        self._before_commit()  # a deletion: only by the process that owns the store
         q = self._find_quarantined(spec)
         if not q.salvaged and not force:
             raise LaminaError(

@@ -26,7 +26,9 @@ from lamina.errors import (
     CorruptionReason,
     CorruptManifestError,
     CorruptPartError,
+    EnvironmentIOError,
     ForeignEntryError,
+    LaminaError,
     ManifestMissingError,
     MisplacedPartError,
     MissingPartError,
@@ -93,8 +95,9 @@ class TableEnv:
     disk: DiskGuard | None = None
     #: Called before every write: raises if this process may not use the table (a fork).
     guard: Callable[[], None] | None = None
-    #: Called before every commit point: raises if this handle may no longer write (the store's
-    #: lock was lost, or the process is a fork of the one that opened it).
+    #: Called before a flush or merge writes, before every commit point and every deletion:
+    #: raises if this handle may no longer write (the store's lock was lost, or the process is a
+    #: fork of the one that opened it), and has confinement look at directories afresh.
     before_commit: Callable[[], None] | None = None
     #: Salvage every part right after it is quarantined (salvage.py).
     auto_salvage: bool = False
@@ -274,7 +277,7 @@ class Table:
 
         try:
             salvage(self, pname)
-        except SalvageError as e:
+        except (SalvageError, EnvironmentIOError) as e:  # the part stays in corrupt/: salvage by hand
             self.log.bind(part=pname).error("automatic salvage of {} failed: {}", pname, e)
 
     def _remove_tmp_files(self, part_dir: str) -> None:
@@ -368,8 +371,9 @@ class Table:
         if not h.retired or h.in_memory:
             return
         try:
+            self._check_owner()  # delete only in the store this process still owns
             rmtree(self.fs, posixpath.join(self.path, h.name))
-        except OSError as e:  # recovery removes unlisted parts anyway
+        except (OSError, LaminaError) as e:  # recovery removes unlisted parts anyway
             self.log.warning("could not remove retired part {}: {}", h.name, e)
 
     def _adopt_dictionary(self) -> None:
@@ -403,9 +407,14 @@ class Table:
         makedirs_durable(self.fs, self.path)
         self._path_durable = True
 
-    def _write_manifest(self, parts: list[int], salvaged: set[int] | None = None) -> None:
+    def _check_owner(self) -> None:
+        """Before a flush or merge writes anything, and before every commit: this process still
+        owns the store (see TableEnv.before_commit)."""
         if self.env.before_commit is not None:
             self.env.before_commit()
+
+    def _write_manifest(self, parts: list[int], salvaged: set[int] | None = None) -> None:
+        self._check_owner()
         if not self._path_durable:
             self._guard_fsync(self._ensure_durable_path)
         epoch = self._epoch + 1
@@ -482,17 +491,34 @@ class Table:
             h.retire()
 
     def allocate_id(self) -> int:
-        """The next part ID from the manifest's counter. A name still taken on disk (a leftover
-        that could not be removed, a foreign entry) is skipped, never reused; past the last
-        16-digit ID allocation fails (`PartIdExhaustedError`), it never wraps or widens."""
+        """The next part ID from the manifest's counter, skipping any ID still in use somewhere
+        (`_id_taken`); past the last 16-digit ID allocation fails (`PartIdExhaustedError`): it
+        never wraps or widens."""
         with self._commit_lock:
             pid = self._next_id
-            while pid <= MAX_PART_ID and self.fs.exists(posixpath.join(self.path, names.part_name(pid))):
+            while pid <= MAX_PART_ID and self._id_taken(pid):
                 pid += 1
             if pid > MAX_PART_ID:
                 raise PartIdExhaustedError(self.path)
             self._next_id = pid + 1
             return pid
+
+    def _id_taken(self, pid: int) -> bool:
+        """An ID that names something already, which a new part must never alias: a directory in
+        the table (a leftover that could not be removed, a foreign entry) or in corrupt/ (a part
+        quarantined by a repair or a rollback after the counter was written), a salvage mark, or
+        the lineage of a live part (a repair would take the new part for a retired input). The
+        counter alone cannot be trusted for these: after a rollback or a repair it comes from an
+        older manifest."""
+        if pid in self.salvaged:
+            return True
+        with self._lock:
+            if any(pid in h.reader.meta.lineage for h in self._live.values()):
+                return True
+        name = names.part_name(pid)
+        return self.fs.exists(posixpath.join(self.path, name)) or self.fs.exists(
+            posixpath.join(self.path, names.CORRUPT_DIR, name)
+        )
 
     # -- writes & memory parts ---------------------------------------------------------------
     def append(self, rows: Rows) -> None:
@@ -603,6 +629,7 @@ class Table:
     def write_flush(self, buf: MemRows) -> PreparedFlush:
         """SPEC §5 steps 1-3 for a taken buffer: the part is complete on disk but not live. On
         failure nothing of it remains."""
+        self._check_owner()
         # reuses the memory part already built for queries of this buffer, if any
         mem = buf.acquire(self._memory_part)
         try:
@@ -701,6 +728,7 @@ class Table:
 
     def _merge(self, inputs: list[PartHandle]) -> int | None:
         t0 = time.monotonic()
+        self._check_owner()
         if self.env.disk is not None:  # before anything is written: a merge that cannot fit never starts
             self.env.disk.check_merge(
                 sum(h.reader.meta.data_size() for h in inputs), f"merging {len(inputs)} parts of {self.path}"

@@ -58,7 +58,7 @@ from lamina.errors import (
 )
 from lamina.format.checksum import crc32c
 from lamina.format.part_meta import SUPPORTED_VERSIONS, Manifest, PartMeta
-from lamina.format.records import RecordError, dump_record, load_record
+from lamina.format.records import RecordError, dump_record, load_record, read_record_file
 from lamina.io.durable import TMP_SUFFIX, FsyncFailed, fsync_dir, makedirs_durable, write_atomic
 from lamina.io.fs import DIR, FILE, FileSystem
 from lamina.log import get_logger
@@ -208,6 +208,8 @@ def flush_together(
             try:
                 for t, buf in taken:
                     preps.append(t.write_flush(buf))
+                if len(preps) > 1 and preps[0].table.env.before_commit is not None:
+                    preps[0].table.env.before_commit()  # the intent is the commit point: own the store
             except BaseException:
                 _abort(fs, preps, taken)
                 raise
@@ -388,7 +390,7 @@ def recover(fs: FileSystem, root: str) -> int:
             log.warning("foreign entry {} in {} left untouched", name, txn_dir)
             continue
         try:
-            intent = load_record(fs.read_file(path), Intent, (INTENT_VERSION,))
+            intent = load_record(read_record_file(fs, path), Intent, (INTENT_VERSION,))
         except RecordError as e:
             raise CorruptIntentError(path, str(e)) from None
         if not durable_intents:
@@ -456,7 +458,7 @@ def _roll_forward(fs: FileSystem, root: str, ip: IntentPart) -> bool:
     if epochs:
         try:
             manifest = load_record(
-                fs.read_file(posixpath.join(table, names.manifest_name(epochs[0]))),
+                read_record_file(fs, posixpath.join(table, names.manifest_name(epochs[0]))),
                 Manifest,
                 SUPPORTED_VERSIONS,
             )
@@ -499,13 +501,13 @@ def _merged_away(fs: FileSystem, table: str, manifest: Manifest | None, part: in
     flush that the transaction's flush lock ordered after `part`'s manifest (a failed manifest
     poisons the table, so no later flush commits)."""
     for pid in manifest.parts if manifest else ():
-        try:
+        try:  # an environment error (EMFILE, EIO) fails the open: "not merged" could serve rows twice
             meta = load_record(
-                fs.read_file(posixpath.join(table, names.part_name(pid), names.METADATA)),
+                read_record_file(fs, posixpath.join(table, names.part_name(pid), names.METADATA)),
                 PartMeta,
                 SUPPORTED_VERSIONS,
             )
-        except (RecordError, OSError):
+        except RecordError:
             continue
         if part in meta.lineage or meta.data_seq >= part:
             return True
@@ -517,8 +519,8 @@ def _another_part(fs: FileSystem, part_dir: str, meta_crc: int) -> bool:
     A part whose metadata does not verify is not judged here: it is rolled forward and the
     table's recovery quarantines it (never deletes it)."""
     try:
-        data = fs.read_file(posixpath.join(part_dir, names.METADATA))
+        data = read_record_file(fs, posixpath.join(part_dir, names.METADATA))
         load_record(data, PartMeta, SUPPORTED_VERSIONS)
-    except (RecordError, OSError):
+    except RecordError:
         return False
     return crc32c(data) != meta_crc

@@ -18,8 +18,9 @@ location and are not checked.
 This is a check, not a sandbox: a writer racing Lamina to swap a directory for a symlink between
 the `lstat` and the operation is outside the threat model (whoever can do that can write the
 store's files directly). What it guarantees is that no entry found in a store directory leads a
-Lamina mutation out of it. So a directory, once seen to be one, is remembered (an `lstat` per
-level per mutation cost a flush ~10 %), and forgotten when Lamina itself renames or removes it.
+Lamina mutation out of it. So a directory, once seen to be one, is remembered until the next
+commit (`revalidate`; an `lstat` per level per mutation cost a flush ~10 %), and forgotten at once
+when Lamina itself renames or removes it.
 """
 
 from __future__ import annotations
@@ -75,6 +76,11 @@ class ConfinedFS:
                 raise SymlinkInStoreError(p, here)
             if kind == DIR and i < last:
                 self._dirs.add(here)
+
+    def revalidate(self) -> None:
+        """Look at every directory afresh: called at each commit, so a directory replaced by a
+        symlink while the store is open is caught by the next commit at the latest."""
+        self._dirs = set()
 
     def _forget(self, path: str) -> None:
         """`path` is being renamed or removed by Lamina: whatever takes its place is looked at

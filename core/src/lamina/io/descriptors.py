@@ -67,6 +67,11 @@ class DescriptorCache:
         entry = self._acquire(path)
         try:
             data = entry.file.pread(offset, size)
+        except OSError as e:
+            if e.filename is not None:
+                raise
+            # pread(2) names no file: say which one, for the message an operator reads
+            raise OSError(e.errno, e.strerror, path) from e
         finally:
             self._release(entry)
         if len(data) != size:
@@ -86,6 +91,15 @@ class DescriptorCache:
                     done.append(entry.file)
         for f in done:
             f.close()
+
+    def abandon(self) -> None:
+        """In a forked child: close this process's copies of every descriptor, without taking the
+        lock (another thread of the parent may have held it at the fork; it does not exist here)."""
+        self._lock = threading.Lock()
+        for entry in self._entries.values():
+            entry.file.close()
+        self._entries.clear()
+        self._by_dir.clear()
 
     def close(self) -> None:
         """Close every descriptor (one in use is closed when its read ends)."""

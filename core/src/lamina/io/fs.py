@@ -69,7 +69,7 @@ class FileSystem(Protocol):
         """Create one directory; its parent must exist; FileExistsError if it exists."""
 
     def listdir(self, path: str) -> list[str]:
-        """Entry names of a directory, sorted (ELOOP if `path` itself is a symlink)."""
+        """Entry names of a directory, sorted (ENOTDIR if `path` itself is a symlink)."""
 
     def file_size(self, path: str) -> int: ...
 
@@ -99,10 +99,10 @@ class FileSystem(Protocol):
         """Free and total bytes and inodes of the file system holding `path` (statvfs)."""
 
     def lock(self, path: str) -> FileLock:
-        """Take an exclusive, non-blocking lock on the existing directory `path` for this
-        process; BlockingIOError if another holder has it. Released by `FileLock.release()` or on
-        exit. A directory, not a lock file: a lock file can be unlinked from under a live writer,
-        and a second writer then locks a new file of the same name."""
+        """Take an exclusive, non-blocking lock on the existing entry `path` (the store directory
+        itself: a lock file can be unlinked from under a live writer, and a second writer then
+        locks a new file of the same name) for this process; BlockingIOError if another holder
+        has it. Released by `FileLock.release()` or on exit."""
 
 
 class DiskSpace(NamedTuple):
@@ -318,7 +318,7 @@ class OSFileSystem:
         return DiskSpace(st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize, st.f_favail, st.f_files)
 
     def lock(self, path: str) -> FileLock:
-        fd = os.open(path, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | _O_NOFOLLOW | _O_NONBLOCK | _O_CLOEXEC)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return _OSDirLock(path, fd)
@@ -335,8 +335,10 @@ class OSFileSystem:
 
 
 def absolute(path: str | os.PathLike[str]) -> str:
-    """Normalise a user-given store path to an absolute POSIX string (pure path arithmetic)."""
-    return os.path.abspath(os.fspath(path))
+    """A user-given store path as an absolute POSIX string with symlinks resolved: the store's
+    own path may lead through links (`/data -> /mnt/ssd`) by the user's choice, and from there on
+    Lamina never follows one (listing and fsyncing use O_NOFOLLOW)."""
+    return os.path.realpath(os.path.abspath(os.fspath(path)))
 
 
 def proves_damage(e: OSError) -> bool:

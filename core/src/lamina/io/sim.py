@@ -512,7 +512,7 @@ class SimFS:
             self._reading("listdir", p)
             node = self._resolve(p)
             if isinstance(node, _Leaf) and node.target is not None:
-                raise _oserror(errno.ELOOP, p)  # O_NOFOLLOW
+                raise _oserror(errno.ENOTDIR, p)  # O_DIRECTORY | O_NOFOLLOW, as Linux answers
             if not isinstance(node, _Dir):
                 raise _oserror(errno.ENOTDIR, p)
             return sorted(node.entries)
@@ -628,7 +628,7 @@ class SimFS:
             self._raise_fault(self._mutating("fsync_dir", p), p)
             node = self._resolve(p)
             if isinstance(node, _Leaf) and node.target is not None:
-                raise _oserror(errno.ELOOP, p)  # O_NOFOLLOW
+                raise _oserror(errno.ENOTDIR, p)  # O_DIRECTORY | O_NOFOLLOW, as Linux answers
             if not isinstance(node, _Dir):
                 raise _oserror(errno.ENOTDIR, p)
             node.synced_entries = dict(node.entries)
@@ -684,14 +684,12 @@ class SimFS:
             )
 
     def lock(self, path: str) -> _SimLock:
-        """An exclusive lock on an existing directory within this SimFS (a crash state starts
-        with none held, as a dead process holds no flock)."""
+        """An exclusive lock on an existing entry within this SimFS (a crash state starts with
+        none held, as a dead process holds no flock)."""
         p = _norm(path)
         with self._lock:
             self._check_alive()
             node = self._resolve(p, follow=True)
-            if not isinstance(node, _Dir):
-                raise _oserror(errno.ENOTDIR, p)
             if p in self._locks:
                 raise BlockingIOError(errno.EWOULDBLOCK, "lock is held", p)
             self._locks.add(p)

@@ -52,6 +52,17 @@ LABELS: dict[str, str] = {
     "query_refused": "  refused (InvalidInputError)",
     "query_answered": "  answered",
     "query_raw": "  raw exceptions (not a LaminaError)",
+    # lamina.testing.kernel_cut: listed here, not registered there, so that under pytest-xdist
+    # the controller (which never imports kernel_cut) prints them too
+    "kernel_cuts_ext4": "real power cuts (shutdown ioctl), ext4",
+    "kernel_cuts_xfs": "real power cuts (shutdown ioctl), XFS",
+    "kernel_cuts_named": "  of which at a named fsync",
+    "kernel_acked_batches": "  acknowledged batches checked after a cut",
+    "kernel_lost_rows": "  acknowledged rows lost",
+    "kernel_quarantined": "  parts quarantined by a cut alone",
+    "kernel_ops_replayed": "  file-system calls logged and replayed into SimFS",
+    "kernel_not_admitted": "  surviving states SimFS's crash model does not allow",
+    "kernel_not_admitted_stale": "    of which only stale entries (values SimFS forgets)",
 }
 
 LONG = os.environ.get("LAMINA_TORTURE", "").lower() == "long"

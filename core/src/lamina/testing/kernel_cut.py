@@ -144,21 +144,8 @@ SENTINEL = ".lamina-cut"
 HARNESS_NAMES = frozenset({"lost+found", SENTINEL})
 
 #: The figures a campaign adds to `lamina.testing.figures`, and how the summary labels them.
-KERNEL_LABELS: dict[str, str] = {
-    "kernel_cuts_ext4": "real power cuts (shutdown ioctl), ext4",
-    "kernel_cuts_xfs": "real power cuts (shutdown ioctl), XFS",
-    "kernel_cuts_named": "  of which at a named fsync",
-    "kernel_acked_batches": "  acknowledged batches checked after a cut",
-    "kernel_lost_rows": "  acknowledged rows lost",
-    "kernel_quarantined": "  parts quarantined by a cut alone",
-    "kernel_ops_replayed": "  file-system calls logged and replayed into SimFS",
-    "kernel_not_admitted": "  surviving states SimFS's crash model does not allow",
-    "kernel_not_admitted_stale": "    of which only stale entries (values SimFS forgets)",
-}
-# The summary prints only labelled figures. Registering them here covers a run in one process;
-# under pytest-xdist the controller prints them only if figures.LABELS lists them itself.
-for _key, _label in KERNEL_LABELS.items():
-    figures.LABELS.setdefault(_key, _label)
+#: The figures this module records (their labels live in `figures.LABELS`).
+KERNEL_LABELS: dict[str, str] = {k: v for k, v in figures.LABELS.items() if k.startswith("kernel_")}
 
 
 # -- the machine ----------------------------------------------------------------------------------
