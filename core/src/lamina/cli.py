@@ -728,22 +728,8 @@ def demo(
         raise typer.Exit(EXIT_DAMAGE) from None
 
 
-def _demo(
-    directory: Annotated[
-        Path, typer.Argument(help="Store directory (created, or appended to).", show_default=False)
-    ],
-    spans: Annotated[int, typer.Option("--spans", min=1, help="Spans to write.")] = 300_000,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same data).")] = 42,
-    batch: Annotated[int, typer.Option("--batch", min=1, help="Spans per write + durable flush.")] = 10_000,
-    deep: Annotated[bool, typer.Option("--deep/--no-deep", help="Deep check at the end.")] = True,
-    rows: Annotated[
-        int, typer.Option("--rows", min=1, help="Rows per other engine (measure, stream, ...).")
-    ] = 100_000,
-) -> None:
-    """Write a realistic synthetic workload into every installed engine, merge, query, check.
-
-    Traces come first; then every other engine that declares a demo writes about --rows rows of
-    its own workload. Appends when DIR already holds a store (earlier demo data is kept)."""
+def _demo(directory: Path, spans: int, seed: int, batch: int, deep: bool, rows: int) -> None:
+    """The demo itself (see `demo`); an OSError or LaminaError it raises is reported there."""
     fs = OSFileSystem()
     root = str(directory)
     if fs.exists(root) and not fs.is_dir(root):
