@@ -386,5 +386,5 @@ def test_check_while_another_writer_flushes_and_merges_reports_no_damage(store: 
         t.join()
     assert not errors
     assert len(reports) >= 4
-    assert all(r.ok for r in reports), [r.damage for r in reports if not r.ok]
+    assert all(r.ok for r in reports), [r.damage + r.errors for r in reports if not r.ok]
     assert check_store(str(store), deep=True).ok

@@ -170,6 +170,8 @@ def test_an_invalid_dataset_is_refused_on_write_write_rows_query_and_define(kv, 
         lambda: kv.write_rows([{"key": b"k", "ts": T0, "value": b"v"}], dataset=dataset),
         lambda: kv.query(dataset=dataset),
         lambda: kv.store.engine("kinds").query(dataset=dataset),
+        lambda: kv.schema(dataset),
+        lambda: kv.options(dataset),  # "../../x" used to read outside the store
     ):
         with pytest.raises(lamina.InvalidInputError) as e:
             call()

@@ -14,8 +14,9 @@ CI: >= 100 cuts per file system; ``LAMINA_TORTURE=long``: >= 2,000. Skipped, wit
 without root or a loop device (and, outside CI, without ``mkfs.xfs``: CI installs ``xfsprogs``).
 The first half of the file tests the admission check and the judge themselves, and needs nothing;
 so does the corpus of trees real cuts left (``kernel_findings/``), which pins what the cross-check
-found: SimFS forgets the values a directory entry held between two fsyncs of its directory
-(`MODEL_FINDING`; strict xfails until the model keeps them).
+found: SimFS forgot the values a directory entry held between two fsyncs of its directory
+(`MODEL_FINDING`); it keeps them now, and every tree of the corpus is a state its "interim" crash
+mode draws.
 """
 
 from __future__ import annotations
@@ -155,21 +156,21 @@ def test_every_state_simfs_itself_draws_is_admitted() -> None:
     assert not refused, "\n".join(refused[:5])
 
 
-def test_a_name_only_an_earlier_state_of_the_history_explains_is_stale() -> None:
-    """A tmp file whose name was never fsynced, renamed away: SimFS keeps no trace of the name,
-    so a tree that still has it is not admitted; it is told apart ("stale") from a name that
-    never existed, and only when its bytes are ones that inode held."""
+def test_a_name_held_only_between_two_fsyncs_is_admitted_with_the_bytes_it_held() -> None:
+    """A tmp file whose name was never fsynced, renamed away: its name can survive a power cut
+    on a journaling file system (its own fsync committed it), which SimFS's model did not allow
+    before it kept interim values (this test was the model finding's pin: "stale", not admitted).
+    Only with bytes that inode held: other bytes are a name no call gave that content."""
     sim = SimFS()
     sim.makedirs("/d")
     f = sim.create("/d/x.tmp")
     f.write(b"payload")
     f.fsync()
     sim.replace("/d/x.tmp", "/d/x")
-    history = {"/d": (sim._resolve("/d"),), "/d/x.tmp": (sim._resolve("/d/x"),)}
-    stale = kc.admits(sim, {"/d": None, "/d/x.tmp": b"payload"}, history=history)
-    assert not stale.admitted and stale.kinds == {"stale"}, stale.summary()
-    wrong = kc.admits(sim, {"/d": None, "/d/x.tmp": b"other"}, history=history)
-    assert not wrong.admitted and wrong.kinds == {"extra"}, wrong.summary()
+    kept = kc.admits(sim, {"/d": None, "/d/x.tmp": b"payload"})
+    assert kept.admitted, kept.summary()
+    wrong = kc.admits(sim, {"/d": None, "/d/x.tmp": b"other"})
+    assert not wrong.admitted and wrong.kinds <= {"content", "extra"}, wrong.summary()
 
 
 @pytest.mark.parametrize(
@@ -423,19 +424,18 @@ def test_a_tmp_name_no_directory_fsync_covered_survives_its_rename(mount: kc.Loo
     assert real == {"/x.tmp": b"record"}, real
 
 
-#: The model finding every campaign meets (as "stale" states) and the strict xfails pin.
+#: What this suite found in SimFS's model, and what was done about it.
 MODEL_FINDING = (
-    "SimFS model finding: a directory entry keeps only its current and its last fsynced value, so "
-    "a value it held in between can never survive a power cut. On ext4 and XFS it does, because any "
-    "fsync commits the journal with every metadata change made so far, and what follows is lost with "
-    "the running transaction: write_atomic cut before its directory fsync leaves x.tmp beside the old "
-    "x (the tmp's name, never fsynced, was committed by the tmp's own fsync; the rename was not), and "
-    "a leftover part removed by recovery and re-created by the next flush comes back absent (the "
-    "removal was committed by a later fsync, the mkdir was not). The explorer never builds either."
+    "SimFS model finding (fixed): a directory entry kept only its current and its last fsynced "
+    "value, so a value it held in between could never survive a power cut. On ext4 and XFS it does, "
+    "because any fsync commits the journal with every metadata change made so far: write_atomic cut "
+    "before its directory fsync leaves x.tmp beside the old x (the tmp's own fsync committed its "
+    "name; the rename was lost), and a leftover part removed by recovery and re-created by the next "
+    "flush comes back absent. SimFS now remembers those values (`_Dir.history`); its 'interim' crash "
+    "mode draws them, and the explorer checks such states at every crash point."
 )
 
 
-@pytest.mark.xfail(strict=True, reason=MODEL_FINDING)
 def test_simfs_admits_the_tmp_name_the_kernel_kept(mount: kc.LoopMount) -> None:
     verdict, real = _cut_in_process(mount, _tmp_then_rename)
     assert real == {"/x.tmp": b"record"}, real
@@ -508,22 +508,28 @@ CORPUS_CASES = sorted(p.name.removesuffix(".log") for p in CORPUS.glob("*.log"))
 
 
 @pytest.mark.parametrize("case", CORPUS_CASES)
-def test_every_kernel_finding_is_a_stale_name_and_nothing_worse(case: str) -> None:
+def test_simfs_admits_the_committed_kernel_findings(case: str) -> None:
     """Trees real ext4 and XFS cuts left (kept in tests/crash/kernel_findings/, regenerated by
-    the test below). Whatever SimFS says of them, it may only be the known finding: never a
-    durable name or byte lost, never a name no call made."""
+    the test below), which SimFS's model did not allow before it kept interim values
+    (`MODEL_FINDING`); each is now a state its "interim" crash mode can draw."""
     baseline, log, real, exclude = kc.load_finding(str(CORPUS / f"{case}.log"))
     verdict, rep = kc.admits_log(baseline, log, real, ignore=exclude)
     assert not rep.divergences
-    assert verdict.admitted or verdict.kinds == {"stale"}, verdict.summary()
-
-
-@pytest.mark.xfail(strict=True, reason=MODEL_FINDING)
-@pytest.mark.parametrize("case", CORPUS_CASES)
-def test_simfs_admits_the_committed_kernel_findings(case: str) -> None:
-    baseline, log, real, exclude = kc.load_finding(str(CORPUS / f"{case}.log"))
-    verdict, _ = kc.admits_log(baseline, log, real, ignore=exclude)
     assert verdict.admitted, verdict.summary()
+
+
+@pytest.mark.parametrize("case", CORPUS_CASES)
+def test_the_interim_crash_mode_draws_every_committed_kernel_finding(case: str) -> None:
+    """Not only admitted by the checker: the explorer's own crash mode produces the tree."""
+    baseline, log, real, exclude = kc.load_finding(str(CORPUS / f"{case}.log"))
+    _, rep = kc.admits_log(baseline, log, real, ignore=exclude)
+
+    def kept(tree: dict[str, Any]) -> dict[str, Any]:
+        return {p: v for p, v in tree.items() if not any(p == x or p.startswith(x + "/") for x in exclude)}
+
+    want = kept(dict(real))
+    drawn = [kept(rep.sim.crash_state("interim", seed=s, atomic_renames=True).tree()) for s in range(256)]
+    assert want in drawn, f"{case}: no interim state is the tree the kernel left"
 
 
 @pytest.mark.parametrize("name", ["new-store", "recreated-dir", "recreated-tmp"])
@@ -538,9 +544,9 @@ def test_the_corpus_is_what_the_kernel_leaves(mount: kc.LoopMount, name: str, tm
     assert {p: d for p, d in fresh[2].items() if p == f"/{name}" or p.startswith(f"/{name}/")} == strip
 
 
-#: Kinds of inadmissible state already pinned by the strict xfail above: reported and counted,
-#: but not failing the campaign twice for the same model finding. Any other kind fails it.
-KNOWN_MODEL_FINDINGS = frozenset({"stale"})
+#: Kinds of inadmissible state that are known model findings (none since SimFS keeps interim
+#: values): reported and counted, but not failing the campaign. Any other kind fails it.
+KNOWN_MODEL_FINDINGS: frozenset[str] = frozenset()
 
 
 def test_power_cuts_never_lose_an_acknowledged_batch(mount: kc.LoopMount, tmp_path: Path) -> None:

@@ -199,6 +199,8 @@ class _Checker:
         for name in self.listdir(self.root):
             path = posixpath.join(self.root, name)
             kind = self.fs.kind(path)
+            if kind is None:
+                continue  # gone since the listing (a live store at work)
             if name == names.STORE_DESCRIPTOR or (name == names.STORE_LOCK and kind == FILE):
                 continue  # (lamina.lock: what Lamina before 0.2 locked; harmless)
             if name == names.LOST_FOUND and kind == DIR:
@@ -332,6 +334,8 @@ class _Checker:
         for dataset in self.listdir(engine_path):
             dpath = posixpath.join(engine_path, dataset)
             dkind = self.fs.kind(dpath)
+            if dkind is None:
+                continue  # gone since the listing
             if names.valid_dataset(dataset) and dkind != DIR:
                 self.add(
                     Severity.DAMAGE,
@@ -346,9 +350,10 @@ class _Checker:
                 continue
             for seg in self.listdir(dpath):
                 spath = posixpath.join(dpath, seg)
-                if seg == DATASET_FILE:  # the dataset's options (lamina.datasets), not a segment
+                skind = self.fs.kind(spath)
+                if seg == DATASET_FILE or skind is None:  # options (lamina.datasets); or gone (dropped)
                     continue
-                if seg.endswith(names.DROPPING_SUFFIX) and self.fs.is_dir(spath):
+                if seg.endswith(names.DROPPING_SUFFIX) and skind == DIR:
                     self.add(
                         Severity.INFO,
                         Kind.DROPPING_SEGMENT,
@@ -357,19 +362,21 @@ class _Checker:
                     )
                     continue
                 if names.parse_segment_name(seg) is None:
-                    self.foreign(self.rel(spath), self.fs.kind(spath), "a segment")
+                    self.foreign(self.rel(spath), skind, "a segment")
                     continue
-                if not self.fs.is_dir(spath):
-                    self.refused(self.rel(spath), self.fs.kind(spath), "a segment directory")
+                if skind != DIR:
+                    self.refused(self.rel(spath), skind, "a segment directory")
                     continue
                 for shard in self.listdir(spath):
                     tpath = posixpath.join(spath, shard)
-                    n = names.parse_shard_name(shard)
+                    n, tkind = names.parse_shard_name(shard), self.fs.kind(tpath)
+                    if tkind is None:
+                        continue  # its segment was dropped meanwhile
                     if n is None:
-                        self.foreign(self.rel(tpath), self.fs.kind(tpath), "a shard")
-                    elif n != 0 or not self.fs.is_dir(tpath):
+                        self.foreign(self.rel(tpath), tkind, "a shard")
+                    elif n != 0 or tkind != DIR:
                         # Lamina serves shard-0 only: rows under any other name are never read
-                        self.refused(self.rel(tpath), self.fs.kind(tpath), "shard-0, the one shard served,")
+                        self.refused(self.rel(tpath), tkind, "shard-0, the one shard served,")
                     else:
                         out.append((dataset, tpath))
         return out
@@ -501,7 +508,9 @@ class _Checker:
         for name in entries:
             kind = self.fs.kind(posixpath.join(path, name))
             pid = names.parse_part_name(name)
-            if kind not in (FILE, DIR) and kind is not None:
+            if kind is None:
+                continue  # gone since the listing: a live store renamed or removed it (a tmp, a prune)
+            if kind not in (FILE, DIR):
                 listed = pid is not None and pid in live
                 out.append(
                     Problem(

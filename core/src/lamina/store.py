@@ -237,11 +237,14 @@ class EngineHandle:
 
     def options(self, dataset: str = "default") -> dict[str, Any] | None:
         """The stored options of `dataset` (None if never defined or the engine has none)."""
+        check_dataset(dataset, engine=self.name)  # "../../x" would read outside the store
         if self.engine.datasets is None:
             return None
         return load_options(self.store.fs, self.store.path, self.name, dataset)
 
     def schema(self, dataset: str = "default") -> Any:
+        """The schema the store uses for `dataset` (the engine's, or a plugin's extension)."""
+        check_dataset(dataset, engine=self.name)
         return self._env_for(dataset).engine.schema
 
     def _discover(self) -> None:

@@ -730,3 +730,47 @@ def test_crash_states_are_consistent_for_any_workload(steps: list[tuple[str, str
     fs.fsync_dir("/")
     assert fs.pending() == []
     assert fs.crash_state("power").tree() == current
+
+
+# -- interim values (what real ext4/XFS cuts showed the per-directory model lacked) -------------
+def _interim_trees(fs: SimFS, n: int = 64) -> list[dict]:
+    return [fs.crash_state("interim", seed=s, atomic_renames=True).tree() for s in range(n)]
+
+
+def test_interim_states_keep_a_tmp_name_beside_the_old_file_its_rename_was_lost_for() -> None:
+    fs = SimFS()
+    fs.makedirs("/d")
+    fs.write_file("/d/x", b"old")
+    w = fs.create("/d/x.tmp")
+    w.write(b"new")
+    w.fsync()
+    w.close()
+    fs.replace("/d/x.tmp", "/d/x")
+    trees = _interim_trees(fs)
+    assert {"/d": None, "/d/x": b"old", "/d/x.tmp": b"new"} in trees  # what ext4 and XFS left
+    random = [fs.crash_state("random", seed=s, atomic_renames=True).tree() for s in range(64)]
+    assert all("/d/x.tmp" not in t for t in random)  # the plain model never keeps it
+
+
+def test_interim_states_lose_a_recreated_directory_whose_removal_was_committed() -> None:
+    fs = SimFS()
+    fs.makedirs("/d/p")
+    fs.rmdir("/d/p")
+    fs.mkdir("/d/p")
+    assert {"/d": None} in _interim_trees(fs)
+    assert all("/d/p" in fs.crash_state("random", seed=s).tree() for s in range(64))
+
+
+def test_a_directory_fsync_ends_the_interim_values_of_its_entries() -> None:
+    fs = SimFS()
+    fs.makedirs("/d")
+    fs.create("/d/a.tmp").close()
+    fs.replace("/d/a.tmp", "/d/a")
+    fs.fsync_dir("/d")
+    assert all(t == {"/d": None, "/d/a": b""} for t in _interim_trees(fs))
+    killed = SimFS()
+    killed.makedirs("/d")
+    killed.create("/d/b.tmp").close()
+    killed.replace("/d/b.tmp", "/d/b")
+    after_kill = killed.crash_state("kill")  # pending changes stay pending, with their history
+    assert {"/d": None, "/d/b.tmp": b""} in _interim_trees(after_kill)

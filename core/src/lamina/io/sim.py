@@ -72,7 +72,7 @@ MUTATING_OPS: frozenset[str] = frozenset(
 #: Read operations that can fail by injection but are neither counted nor crash points.
 READ_OPS: frozenset[str] = frozenset({"pread", "open_read", "read_file", "listdir"})
 INJECTABLE_OPS: frozenset[str] = MUTATING_OPS | READ_OPS
-CRASH_MODES: tuple[str, ...] = ("process", "power", "torn", "random", "kill")
+CRASH_MODES: tuple[str, ...] = ("process", "power", "torn", "random", "kill", "interim")
 
 
 class SimulatedCrash(BaseException):
@@ -129,13 +129,34 @@ class _File:
 
 
 class _Dir:
-    """A directory inode: current entries and the entries a power cut would leave."""
+    """A directory inode: current entries, the entries a power cut would leave, and every value
+    each entry took since the directory was last fsynced (`history`, oldest first, None for "no
+    entry"; the last is the current one)."""
 
-    __slots__ = ("entries", "synced_entries")
+    __slots__ = ("entries", "history", "synced_entries")
 
     def __init__(self) -> None:
         self.entries: dict[str, _Node] = {}
         self.synced_entries: dict[str, _Node] = {}
+        self.history: dict[str, list[_Node | None]] = {}
+
+    def set(self, name: str, node: _Node | None) -> None:
+        """Change entry `name` (None removes it), remembering the value it takes."""
+        if node is None:
+            del self.entries[name]
+        else:
+            self.entries[name] = node
+        self.history.setdefault(name, []).append(node)
+
+    def values(self, name: str) -> list[_Node | None]:
+        """Every value a power cut may leave for `name` (durable first, each once): on a
+        journaling file system any fsync commits every metadata change made before it, so an
+        entry can come back with a value it held only between two fsyncs of its directory."""
+        out: list[_Node | None] = [self.synced_entries.get(name)]
+        for node in self.history.get(name, ()):
+            if all(node is not o for o in out):
+                out.append(node)
+        return out
 
 
 class _Leaf:
@@ -478,7 +499,7 @@ class SimFS:
                 raise _oserror(errno.EEXIST, p)
             self._room(0, 1, p)
             inode = _File()
-            parent.entries[name] = inode
+            parent.set(name, inode)
             return _SimWritable(self, p, inode)
 
     def open_read(self, path: str) -> ReadableFile:
@@ -504,7 +525,7 @@ class SimFS:
             if name in parent.entries:
                 raise _oserror(errno.EEXIST, p)
             self._room(0, 1, p)
-            parent.entries[name] = _Dir()
+            parent.set(name, _Dir())
 
     def listdir(self, path: str) -> list[str]:
         p = _norm(path)
@@ -586,8 +607,8 @@ class SimFS:
                         raise _oserror(errno.ENOTEMPTY, s, d)
             elif isinstance(existing, _Dir):
                 raise _oserror(errno.EISDIR, s, d)
-            del sparent.entries[sname]
-            dparent.entries[dname] = node
+            sparent.set(sname, None)
+            dparent.set(dname, node)
 
     def remove(self, path: str) -> None:
         """unlink(2). Open handles keep the inode; the removal is pending until fsync_dir."""
@@ -602,7 +623,7 @@ class SimFS:
                 raise _oserror(errno.ENOENT, p)
             if isinstance(node, _Dir):
                 raise _oserror(errno.EISDIR, p)
-            del parent.entries[name]
+            parent.set(name, None)
 
     def rmdir(self, path: str) -> None:
         p = _norm(path)
@@ -618,7 +639,7 @@ class SimFS:
                 raise _oserror(errno.ENOTDIR, p)
             if node.entries:
                 raise _oserror(errno.ENOTEMPTY, p)
-            del parent.entries[name]
+            parent.set(name, None)
 
     def fsync_dir(self, path: str) -> None:
         """Make this directory's entries durable, all of them and only them (not file bytes,
@@ -632,6 +653,7 @@ class SimFS:
             if not isinstance(node, _Dir):
                 raise _oserror(errno.ENOTDIR, p)
             node.synced_entries = dict(node.entries)
+            node.history = {}
 
     # ------------------------------------------------------------------------ crash states
 
@@ -731,6 +753,13 @@ class SimFS:
           random prefix: nothing (p=1/4), all of it (p=1/4) or a uniform cut (p=1/2), at byte
           granularity or at multiples of `torn` if given. Content never drops below `synced`.
           `atomic_renames=True` draws once for both names of a rename (see `omission_states`).
+        - "interim": "random", plus what ordered journaling adds (ext4, XFS; found by the real
+          power cuts of `lamina.testing.kernel_cut`): any fsync commits every metadata change
+          made before it, so an entry can come back with a value it held only *between* two
+          fsyncs of its directory (a `x.tmp` whose fsync committed its name, beside the old `x`
+          whose rename was lost; a part directory removed, then re-created under the same name,
+          coming back absent). Each entry not in a pending rename independently takes one of
+          its durable, interim or current values (`_Dir.values`); renames stay atomic.
         - "kill": a process kill on a machine that keeps running. Like "process" the current
           state survives in full, but what was pending stays pending: the result is NOT durable,
           so a power loss later (during the recovery that runs on it, say) can still lose what
@@ -753,9 +782,12 @@ class SimFS:
                 rng = random.Random(seed) if seed is not None else None
                 tear = torn or 512
                 return self._materialize(lambda d: d.synced_entries, lambda f: _torn_content(f, tear, rng))
-            return self._random_state(random.Random(0 if seed is None else seed), torn or 1, atomic_renames)
+            rng = random.Random(0 if seed is None else seed)
+            return self._random_state(rng, torn or 1, atomic_renames, interim=mode == "interim")
 
-    def _random_state(self, rng: random.Random, grain: int, atomic_renames: bool = False) -> SimFS:
+    def _random_state(
+        self, rng: random.Random, grain: int, atomic_renames: bool = False, *, interim: bool = False
+    ) -> SimFS:
         chosen: dict[int, dict[str, _Node]] = {}
         groups = self._rename_groups() if atomic_renames else {}
         decided: dict[int, bool] = {}
@@ -772,14 +804,19 @@ class SimFS:
             got = chosen.get(id(d))
             if got is None:
                 got = dict(d.synced_entries)
-                for name in sorted(set(d.entries) | set(d.synced_entries)):
+                for name in sorted(set(d.entries) | set(d.synced_entries) | set(d.history)):
                     cur = d.entries.get(name)
-                    if cur is d.synced_entries.get(name) or not applied(d, name):
+                    if interim and (id(d), name) not in groups:
+                        values = d.values(name)
+                        pick = values[rng.randrange(len(values))] if len(values) > 1 else values[0]
+                    elif cur is d.synced_entries.get(name) or not applied(d, name):
                         continue
-                    if cur is None:
-                        del got[name]
                     else:
-                        got[name] = cur
+                        pick = cur
+                    if pick is None:
+                        got.pop(name, None)
+                    else:
+                        got[name] = pick
                 chosen[id(d)] = got
             return got
 
@@ -854,6 +891,9 @@ class SimFS:
         def fill(src: _Dir, dst: _Dir) -> None:
             dst.entries = {name: copy(n) for name, n in src.entries.items()}
             dst.synced_entries = {name: copy(n) for name, n in src.synced_entries.items()}
+            dst.history = {
+                name: [None if n is None else copy(n) for n in values] for name, values in src.history.items()
+            }
 
         fill(self._root, out._root)
         return out
@@ -1008,6 +1048,7 @@ class SimFS:
                 if child is None:
                     child = _Dir()
                     node.entries[part] = child
+                    node.history.pop(part, None)
                 elif not isinstance(child, _Dir):
                     raise _oserror(errno.ENOTDIR, p)
                 node.synced_entries[part] = child
@@ -1028,6 +1069,7 @@ class SimFS:
             inode = _File(content, content)
             parent.entries[name] = inode
             parent.synced_entries[name] = inode
+            parent.history.pop(name, None)
 
     def symlink(self, target: str, path: str) -> None:
         """Fixture builder: a durable symlink at `path` pointing to `target` (absolute, or

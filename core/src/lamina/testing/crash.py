@@ -397,6 +397,10 @@ class Profile:
 
     torn: bool = True
     random_states: int = 4
+    #: States per crash point in which entries may take values they held between two fsyncs of
+    #: their directory (SimFS "interim"; what real ext4/XFS cuts showed the per-directory model
+    #: lacked).
+    interim_states: int = 1
     omissions: bool = True
     #: Run the compound exploration (crash during recovery) for every n-th distinct state.
     compound_every: int = 8
@@ -412,7 +416,7 @@ class Profile:
 
     @classmethod
     def long(cls) -> Profile:
-        return cls(random_states=16, compound_every=1, follow_up_every=2)
+        return cls(random_states=16, interim_states=4, compound_every=1, follow_up_every=2)
 
 
 def variants(fs: SimFS, profile: Profile, seed: int, index: int) -> Iterator[tuple[str, SimFS]]:
@@ -425,6 +429,8 @@ def variants(fs: SimFS, profile: Profile, seed: int, index: int) -> Iterator[tup
         yield "tornz0", fs.crash_state("torn", torn=512, seed=_seed(seed, index, 0))
     for r in range(profile.random_states):
         yield f"random{r}", fs.crash_state("random", seed=_seed(seed, index, r), atomic_renames=True)
+    for r in range(profile.interim_states):
+        yield f"interim{r}", fs.crash_state("interim", seed=_seed(seed, index, 1000 + r), atomic_renames=True)
     if profile.omissions:
         for n, (_desc, state) in enumerate(fs.omission_states(atomic_renames=True)):
             yield f"omit{n}", state
@@ -443,6 +449,9 @@ def variant_state(fs: SimFS, variant: str, seed: int, index: int) -> SimFS:
         return fs.crash_state("torn", torn=512, seed=_seed(seed, index, int(variant[5:])))
     if variant.startswith("random"):
         return fs.crash_state("random", seed=_seed(seed, index, int(variant[6:])), atomic_renames=True)
+    if variant.startswith("interim"):
+        r = int(variant[7:])
+        return fs.crash_state("interim", seed=_seed(seed, index, 1000 + r), atomic_renames=True)
     if variant.startswith("omit"):
         n = int(variant[4:])
         for i, (_desc, state) in enumerate(fs.omission_states(atomic_renames=True)):

@@ -62,7 +62,7 @@ LABELS: dict[str, str] = {
     "kernel_quarantined": "  parts quarantined by a cut alone",
     "kernel_ops_replayed": "  file-system calls logged and replayed into SimFS",
     "kernel_not_admitted": "  surviving states SimFS's crash model does not allow",
-    "kernel_not_admitted_stale": "    of which only stale entries (values SimFS forgets)",
+    "kernel_not_admitted_stale": "    of which values from before a directory fsync",
 }
 
 LONG = os.environ.get("LAMINA_TORTURE", "").lower() == "long"

@@ -37,13 +37,15 @@ Two oracles judge every cut:
   sequence. A state it does not allow is a bug in the model (or a lost fsync in the kernel):
   either way the explorer's verdicts rest on it, so it is reported, never smoothed over.
 
-What the cross-check found (see ``tests/crash/test_kernel_power_cut.py``): SimFS keeps, per
+What the cross-check found (see ``tests/crash/test_kernel_power_cut.py``): SimFS kept, per
 directory entry, only its current and its last fsynced value, so a value the entry held in
-between can never survive there. On ext4 and XFS it can: any fsync commits the journal with every
-metadata change made so far, and what follows is lost with the running transaction.
+between could never survive there. On ext4 and XFS it can: any fsync commits the journal with
+every metadata change made so far, and what follows is lost with the running transaction.
 write_atomic cut before its directory fsync leaves ``x.tmp`` beside the old ``x``; a leftover
-part removed by recovery and re-created by the next flush comes back absent. `admits` reports
-such entries as "stale"; every other difference is a hard failure.
+part removed by recovery and re-created by the next flush comes back absent. SimFS now keeps
+those values (`_Dir.history`, its "interim" crash mode, which the explorer draws at every crash
+point), and `admits` allows them. A value from before the directory's last fsync is still not
+allowed: `admits` names it "stale" (no campaign has met one since), and every difference fails.
 
 Figures go to `lamina.testing.figures` (`KERNEL_LABELS`).
 
@@ -781,8 +783,9 @@ def admits(
 
 
 #: How bad each kind of problem is, to pick the explanation to report among equally short ones:
-#: a name holding a value it held earlier in the history ("stale") is the known weakness of the
-#: model, and if it explains a tree as well as a loss does, the loss is not what happened.
+#: a name holding a value it held earlier in the history ("stale": before its directory's last
+#: fsync) is the mildest, and if it explains a tree as well as a loss does, the loss is not what
+#: happened.
 _SEVERITY = {"stale": 0, "missing": 1, "extra": 1, "content": 1, "type": 1, "lost": 2}
 
 
@@ -821,13 +824,13 @@ class _Walk:
             if _ignored(p, self.ignore):
                 continue
             durable, current = d.synced_entries.get(name), d.entries.get(name)
-            if durable is current:
-                options = [durable]
-            else:
-                group = self.groups.get((id(d), name))
-                options = (
-                    [current if self.renamed[group] else durable] if group is not None else [durable, current]
-                )
+            group = self.groups.get((id(d), name))
+            if group is not None:
+                options = [current if self.renamed[group] else durable]
+            else:  # durable, current, or a value held in between (SimFS's "interim" crash mode)
+                options = d.values(name)
+                if all(current is not o for o in options):
+                    options.append(current)
             best: list[Problem] | None = None
             # an option that agrees on whether the name exists goes first: on a tie its
             # problems (deeper down) are the ones worth reporting
