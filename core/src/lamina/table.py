@@ -220,7 +220,7 @@ class Table:
         # IDs come from the manifest's counter (validated when it was loaded), never from names
         # found on disk: a stray directory named ffffffffffffffff must not use up the 16-digit
         # ID space. Quarantined and salvaged IDs only count for a manifest older than the
-        # counter; names still taken on disk are skipped by `allocate_id`.
+        # counter; any ID still in use somewhere is skipped by `allocate_id` (`_id_taken`).
         counter = manifest.next_part_id if manifest else 0
         known = list(live_ids)
         if not counter:
