@@ -124,3 +124,26 @@ def test_inode_exhaustion_fails_a_flush_cleanly_and_keeps_the_rows_buffered(sim:
     kv.flush()
     assert len(kv.query()) == 100
     s.close()
+
+
+def test_between_the_watermarks_writes_stay_refused_until_usage_is_below_the_low_one(sim: SimFS) -> None:
+    """Hysteresis, deterministically: refused above the high mark, still refused between the
+    marks, accepted again below the low one (no flapping at the line)."""
+    sim.set_capacity(nbytes=1_000_000)
+    s = open_kv_store(ROOT, fs=sim, disk_watermarks=Watermarks(high=0.85, low=0.6, interval_s=0))
+    kv = s.engine("kv")
+    kv.write(_batch(0))
+    kv.flush()
+    for name, size in (("/b1", 500_000), ("/b2", 200_000), ("/b3", 200_000)):
+        sim.write_file(name, b"\0" * size)
+    with pytest.raises(DiskFullError):  # ~90 % used
+        kv.write(_batch(1))
+    sim.remove("/b3")
+    assert 0.6 <= 1 - sim.disk_space(ROOT).free_bytes / 1_000_000 < 0.85
+    with pytest.raises(DiskFullError):  # between the marks: still refused
+        kv.write(_batch(1))
+    sim.remove("/b2")
+    kv.write(_batch(1))  # below the low mark: accepted again
+    kv.flush()
+    assert len(kv.query()) == 100
+    s.close()

@@ -41,6 +41,7 @@ from lamina.io.confined import confined
 from lamina.io.fs import DIR, FILE, FileSystem, OSFileSystem, absolute, proves_damage
 from lamina.plugins import Registry, load_registry
 from lamina.store import DESCRIPTOR_VERSION
+from lamina.table import misplacement
 
 #: Tries to read a table's newest manifest while a live store keeps committing (and pruning).
 _ATTEMPTS = 5
@@ -663,15 +664,10 @@ class _Checker:
     def misplaced(
         self, table: str, path: str, part: str, meta: PartMeta, engine: Engine, dataset: str
     ) -> Problem | None:
-        """What `Table._check_placement` refuses to open: rows of another dataset, or outside the
-        segment's time range (queries would miss them)."""
+        """What `Table._check_placement` refuses to open (the same rule, `table.misplacement`)."""
         start = names.parse_segment_name(posixpath.basename(posixpath.dirname(path))) or 0
-        end = start + engine.segment_interval_ns
-        if meta.dataset != dataset:
-            why = f"its rows belong to dataset {meta.dataset!r}"
-        elif meta.rows and not start <= meta.min_ts <= meta.max_ts < end:
-            why = f"its rows span [{meta.min_ts}, {meta.max_ts}], outside the segment [{start}, {end})"
-        else:
+        why = misplacement(meta, dataset, start, engine.segment_interval_ns)
+        if why is None:
             return None
         return Problem(
             Severity.DAMAGE,

@@ -135,7 +135,7 @@ def rebuild_manifest(
         move_to_corrupt(fs, table_dir, name, rec)
     # The counter continues from what manifests knew and what valid parts use. Names of damaged
     # or foreign entries do not count: a stray directory named ffffffffffffffff must not use up
-    # the ID space (allocation skips names still taken on disk anyway).
+    # the ID space (allocation skips any ID still in use anyway: `Table._id_taken`).
     seen = set(metas) | (in_corrupt if not next_hint else set())
     epoch = max(epochs, default=0) + 1
     write_manifest(fs, table_dir, epoch, live, sorted(salvaged), max(next_hint, max(seen, default=0) + 1))
@@ -152,17 +152,17 @@ def _fingerprint(m: PartMeta) -> tuple[object, ...]:
     """What a part is, whatever its directory is called or its record claims: its data (every
     file's size and checksum; meta.bin's covers every frame's, through the index) and the moment
     it was made. Two writes of the same rows differ in the latter; a copied directory does not."""
-    return (m.created_ns, m.rows, m.min_key, m.max_key, sorted(m.files.items()), sorted(m.checksums.items()))
+    files, sums = tuple(sorted(m.files.items())), tuple(sorted(m.checksums.items()))
+    return (m.created_ns, m.rows, m.min_key, m.max_key, files, sums)
 
 
 def _copies(metas: dict[int, PartMeta]) -> list[tuple[str, CorruptPartError]]:
     """Parts that are copies of another (same fingerprint): all but the lowest ID are removed
     from `metas` and returned, to be set aside, so the rebuilt manifest serves their rows once."""
-    first: dict[str, int] = {}
+    first: dict[tuple[object, ...], int] = {}
     out = []
     for pid in sorted(metas):
-        key = repr(_fingerprint(metas[pid]))
-        original = first.setdefault(key, pid)
+        original = first.setdefault(_fingerprint(metas[pid]), pid)
         if original != pid:
             del metas[pid]
             name = names.part_name(pid)

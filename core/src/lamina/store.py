@@ -245,6 +245,10 @@ class EngineHandle:
     def schema(self, dataset: str = "default") -> Any:
         """The schema the store uses for `dataset` (the engine's, or a plugin's extension)."""
         check_dataset(dataset, engine=self.name)
+        return self._schema(dataset)
+
+    def _schema(self, dataset: str) -> Any:
+        """`schema` for a dataset name already checked (the write path: no check per call)."""
         return self._env_for(dataset).engine.schema
 
     def _discover(self) -> None:
@@ -278,7 +282,7 @@ class EngineHandle:
             for seg in fs.listdir(dpath):
                 spath = posixpath.join(dpath, seg)
                 kind = fs.kind(spath)
-                self._refuse_misfiled(spath, seg)
+                self._refuse_misfiled(spath, seg, kind)
                 if seg.endswith(names.DROPPING_SUFFIX) and kind == DIR:  # a drop cut short: finish it
                     # The rename may be in the page cache only (a process killed before the
                     # drop's own fsync): make it durable before unlinking inside, for the reason
@@ -296,7 +300,7 @@ class EngineHandle:
                 elif seg != DATASET_FILE:
                     log.bind(engine=self.name).warning("foreign entry {} left untouched", spath)
 
-    def _refuse_misfiled(self, spath: str, seg: str) -> None:
+    def _refuse_misfiled(self, spath: str, seg: str, kind: str | None) -> None:
         """A segment (or its shard) that is not where Lamina reads it: a file of a segment's name,
         a `shard-0` that is not a directory, or another shard (Lamina serves shard-0 only). Its
         rows would be missing from every answer, and writes into its time range would fail later
@@ -304,7 +308,6 @@ class EngineHandle:
         fs = self.store.fs
         if names.parse_segment_name(seg) is None:
             return
-        kind = fs.kind(spath)
         if kind != DIR:
             raise ForeignEntryError(spath, kind or "entry", "a segment directory belongs there: move it away")
         for shard in fs.listdir(spath):
@@ -339,7 +342,7 @@ class EngineHandle:
         check_dataset(dataset, engine=self.name)
         # The engine adapts its users' conventions; the core then validates strictly.
         served = self._served(dataset)
-        schema = self.schema(dataset)
+        schema = self._schema(dataset)
         limit = served.max_tag_names
         rows = columns_from_batch(schema, served.normalize(batch), self.name, max_tag_names=limit)
         tags = schema.tags_column
@@ -363,7 +366,7 @@ class EngineHandle:
         self.store.disk.check_write()  # before any table is created for these rows
         rows = prep.rows
         interval = self.engine.segment_interval_ns
-        segs = rows[self.schema(prep.dataset).timestamp] // interval
+        segs = rows[self._schema(prep.dataset).timestamp] // interval
         targets = {int(s): self._table(prep.dataset, int(s) * interval) for s in np.unique(segs)}
         for t in targets.values():  # refuse before buffering anything: a write is all or nothing
             t._check_writable()
@@ -379,7 +382,7 @@ class EngineHandle:
         """Row convenience: a list of dicts, one per row."""
         check_dataset(dataset, engine=self.name)
         self._served(dataset)
-        return self.write(rows_to_batch(self.schema(dataset), rows, self.name), dataset=dataset)
+        return self.write(rows_to_batch(self._schema(dataset), rows, self.name), dataset=dataset)
 
     def flush(self) -> list[int]:
         """Flush every table's buffer; durable when it returns. Returns the new part IDs.
@@ -414,7 +417,7 @@ class EngineHandle:
         self.store._check_open()
         check_dataset(dataset, engine=self.name)
         served = self._served(dataset)
-        ctx = QueryContext(self.schema(dataset), self.tables(dataset))
+        ctx = QueryContext(self._schema(dataset), self.tables(dataset))
         try:
             return served.query(ctx, **kwargs)
         except CorruptPartError as e:

@@ -123,6 +123,17 @@ def sort_rows(engine: Engine, rows: Rows) -> tuple[Rows, list[bytes]]:
     return out, keys
 
 
+def misplacement(meta: PartMeta, dataset: str, segment_start: int, interval_ns: int) -> str | None:
+    """Why a valid part does not belong in the table of (`dataset`, segment starting at
+    `segment_start`), or None: one rule for what open refuses and `lamina check` reports."""
+    end = segment_start + interval_ns
+    if meta.dataset != dataset:
+        return f"its rows belong to dataset {meta.dataset!r}, not {dataset!r}"
+    if meta.rows and not segment_start <= meta.min_ts <= meta.max_ts < end:
+        return f"its rows span [{meta.min_ts}, {meta.max_ts}], outside this segment [{segment_start}, {end})"
+    return None
+
+
 class Table:
     def __init__(self, env: TableEnv, path: str, dataset: str, segment_start: int) -> None:
         self.env = env
@@ -257,18 +268,9 @@ class Table:
         """A valid part in the wrong directory (a dataset or segment directory renamed by hand)
         would be served under the wrong dataset, or skipped by queries that prune segments by
         their time range: refuse, naming it, rather than drop rows from answers silently."""
-        meta, start = reader.meta, self.segment_start
-        end = start + self.engine.segment_interval_ns
-        if meta.dataset != self.dataset:
-            raise MisplacedPartError(
-                self.path, reader.name, f"its rows belong to dataset {meta.dataset!r}, not {self.dataset!r}"
-            )
-        if meta.rows and not start <= meta.min_ts <= meta.max_ts < end:
-            raise MisplacedPartError(
-                self.path,
-                reader.name,
-                f"its rows span [{meta.min_ts}, {meta.max_ts}], outside this segment [{start}, {end})",
-            )
+        why = misplacement(reader.meta, self.dataset, self.segment_start, self.engine.segment_interval_ns)
+        if why is not None:
+            raise MisplacedPartError(self.path, reader.name, why)
 
     def _auto_salvage(self, pname: str) -> None:
         if not self.env.auto_salvage or names.parse_part_name(pname) in self.salvaged:

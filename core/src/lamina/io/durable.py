@@ -201,34 +201,24 @@ def rmtree(fs: FileSystem, path: str) -> None:
     """Remove a directory tree Lamina made (idempotent: a missing path is fine; a crash midway is
     fine). A foreign entry anywhere in it (a symlink, FIFO, socket or device) stops it before
     anything is removed, with `ForeignEntryError` naming the entry: Lamina never deletes what it
-    did not make, and never deletes through a symlink."""
-    kind = fs.kind(path)
+    did not make, and never deletes through a symlink. One walk lists the tree; the removals
+    then follow it, children before their directory."""
+    doomed: list[tuple[str, str]] = []
+    _walk_for_removal(fs, path, fs.kind(path), doomed)
+    for p, kind in doomed:
+        if kind == DIR:
+            fs.rmdir(p)
+        else:
+            fs.remove(p)
+
+
+def _walk_for_removal(fs: FileSystem, path: str, kind: str | None, out: list[tuple[str, str]]) -> None:
     if kind is None:
         return
-    foreign = _first_foreign(fs, path, kind)
-    if foreign is not None:
-        raise ForeignEntryError(*foreign)
-    _remove_tree(fs, path, kind)
-
-
-def _first_foreign(fs: FileSystem, path: str, kind: str | None) -> tuple[str, str] | None:
+    if kind not in (FILE, DIR):
+        raise ForeignEntryError(path, kind)
     if kind == DIR:
         for name in fs.listdir(path):
             child = posixpath.join(path, name)
-            found = _first_foreign(fs, child, fs.kind(child))
-            if found is not None:
-                return found
-        return None
-    return None if kind in (FILE, None) else (path, kind)
-
-
-def _remove_tree(fs: FileSystem, path: str, kind: str | None) -> None:
-    if kind is None:
-        return
-    if kind != DIR:
-        fs.remove(path)
-        return
-    for name in fs.listdir(path):
-        child = posixpath.join(path, name)
-        _remove_tree(fs, child, fs.kind(child))
-    fs.rmdir(path)
+            _walk_for_removal(fs, child, fs.kind(child), out)
+    out.append((path, kind))
